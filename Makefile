@@ -1,0 +1,40 @@
+# unclip-lab: `make demo` and `make test` are the two commands a fresh machine needs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Notebooks run in their short "smoke" mode under the test suite.
+export CI ?= 1
+
+.PHONY: install test unit notebooks demo lab bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[test]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest tests
+	$(PY) -m pytest --nbval-lax --sanitize-with tests/nbval_sanitize.cfg notebooks
+
+unit: install
+	$(PY) -m pytest tests
+
+notebooks: install
+	$(PY) -m pytest --nbval-lax --sanitize-with tests/nbval_sanitize.cfg notebooks
+
+demo: install
+	$(VENV)/bin/unclip-lab demo --out outputs
+
+lab: install
+	$(VENV)/bin/jupyter lab notebooks
+
+clean:
+	rm -rf outputs .pytest_cache
+
+bench: install
+	$(PY) scripts/bench.py

@@ -1,0 +1,33 @@
+"""The project's own files agree with each other."""
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _names(reqs):
+    return {re.split(r"[<>=!~ \[]", r.strip())[0].lower().replace("_", "-") for r in reqs}
+
+
+def test_environment_yml_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = _names(project["dependencies"]) | _names(project["optional-dependencies"]["test"])
+    env = []
+    for line in (ROOT / "environment.yml").read_text().splitlines():
+        item = line.strip()
+        if item.startswith("- ") and not item.endswith(":"):
+            name = item[2:].strip()
+            if not name.startswith(("-e", "python", "pip")) or name.startswith("pillow"):
+                env.append(name)
+    assert _names(env) == wanted
+
+
+def test_readme_names_the_two_commands():
+    readme = (ROOT / "README.md").read_text()
+    assert "make demo" in readme and "make test" in readme
+
+
+def test_every_notebook_is_stored_small():
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        assert nb.stat().st_size < 1_500_000, f"{nb.name} stores large outputs"

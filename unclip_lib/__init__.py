@@ -1,0 +1,15 @@
+"""unclip-lab: unCLIP (Ramesh et al. 2022, the model behind DALL-E 2) rebuilt small.
+
+    from unclip_lib import ShapesWorld, load_clip, load_evaluator
+    world = ShapesWorld(seed=0)
+    batch = world.sample(16)                 # images [16, 3, 64, 64] in [0, 1]
+    clip = load_clip("shapes")
+    z_i = clip.encode_image(batch.images)    # [16, D], L2-normalised
+"""
+from .clip import Clip, ClipConfig, load_clip, new_clip
+from .evaluate import Evaluator, load_evaluator
+from .world import Batch, ShapesDataset, ShapesWorld
+
+__all__ = ["Batch", "Clip", "ClipConfig", "Evaluator", "ShapesDataset", "ShapesWorld",
+           "load_clip", "load_evaluator", "new_clip"]
+__version__ = "0.1.0"

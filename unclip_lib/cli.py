@@ -1,0 +1,65 @@
+"""The `unclip-lab` command: train components, make the demo gallery.
+
+    unclip-lab train clip --steps 2000 --export data/clip_shapes.safetensors
+    unclip-lab train evaluator --export data/evaluator_shapes.safetensors
+    unclip-lab demo --out outputs
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+
+def _train_args(p: argparse.ArgumentParser, steps: int, batch: int, lr: float) -> None:
+    p.add_argument("--run-dir", default=None, help="checkpoint folder (resumes if it holds one)")
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--batch-size", type=int, default=batch)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument("--export", default=None, help="write the trained weights here (.safetensors)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="unclip-lab", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train a component")
+    tsub = train.add_subparsers(dest="component", required=True)
+    p = tsub.add_parser("clip", help="tiny CLIP on the shapes world")
+    _train_args(p, steps=2000, batch=256, lr=1e-3)
+    p.add_argument("--preset", default="shapes")
+    p = tsub.add_parser("evaluator", help="attribute evaluator on ground truth")
+    _train_args(p, steps=1500, batch=128, lr=2e-3)
+    p = sub.add_parser("demo", help="render the demo gallery to a folder")
+    p.add_argument("--out", default="outputs")
+    p.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    if args.command == "train":
+        from .train import TrainConfig, train_clip, train_evaluator
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                          checkpoint_every=args.checkpoint_every)
+        run_dir = args.run_dir or f"runs/{args.component}"
+        if args.component == "clip":
+            train_clip(run_dir, args.preset, cfg, export=args.export)
+        else:
+            cfg.weight_decay = 0.01
+            train_evaluator(run_dir, cfg, export=args.export)
+        return 0
+    if args.command == "demo":
+        from .demo import make_demo
+
+        make_demo(args.out, seed=args.seed)
+        return 0
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

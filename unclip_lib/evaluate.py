@@ -1,0 +1,214 @@
+"""The attribute evaluator (a ruler independent of CLIP) and the metrics built on it.
+
+The evaluator is a small CNN trained on the world's ground truth. It reads a scene as
+five position slots (left, right, top, bottom, center), each empty or holding an object
+of some shape, colour and size, plus the background tint and the written word. So it
+answers one- and two-object scenes in the same form as `ShapesWorld`'s attribute dicts.
+
+    evaluator = load_evaluator("shapes")
+    evaluator.predict(images)          # one attribute dict per image
+
+Zero-shot CLIP accuracy (`zero_shot_accuracy`) also lives here: it ranks the canonical
+captions of all candidate combinations, so it is the CLIP-side counterpart of the ruler.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .checkpoints import CheckpointError, load_checkpoint, load_state_into, shipped_path
+from .images import as_image_batch, resize
+from .world import (BACKGROUNDS, COLORS, OBJECT_KEYS, POSITIONS, SHAPES, SIZES, WORDS,
+                    ShapesWorld, canonical_caption)
+
+SLOTS = list(POSITIONS)
+SLOT_SHAPES = [None] + list(SHAPES)     # index 0: the slot is empty
+WORD_CLASSES = [None] + list(WORDS)     # index 0: no word
+HEAD_SIZES = {"background": len(BACKGROUNDS), "word": len(WORD_CLASSES)}
+for _slot in SLOTS:
+    HEAD_SIZES.update({f"{_slot}.shape": len(SLOT_SHAPES), f"{_slot}.color": len(COLORS),
+                       f"{_slot}.size": len(SIZES)})
+
+
+@dataclass(frozen=True)
+class EvaluatorConfig:
+    input_size: int = 64
+    width: int = 32
+    hidden: int = 256
+
+
+class AttributeNet(nn.Module):
+    """CNN [N, 3, S, S] -> logits per head {name: [N, classes]}."""
+
+    def __init__(self, config: EvaluatorConfig = EvaluatorConfig()):
+        super().__init__()
+        w = config.width
+        self.config = config
+
+        def block(cin, cout, stride):
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.GroupNorm(8, cout), nn.SiLU())
+
+        # 64 -> 32 -> 16 -> 8 -> 4: cheap on a CPU, and the 4x4 map keeps where things are
+        self.features = nn.Sequential(block(3, w, 2), block(w, w, 1), block(w, 2 * w, 2),
+                                      block(2 * w, 2 * w, 1), block(2 * w, 4 * w, 2),
+                                      block(4 * w, 4 * w, 2))
+        flat = 4 * w * (config.input_size // 16) ** 2
+        self.trunk = nn.Sequential(nn.Flatten(), nn.Linear(flat, config.hidden), nn.SiLU())
+        self.heads = nn.ModuleDict({k.replace(".", "_"): nn.Linear(config.hidden, n)
+                                    for k, n in HEAD_SIZES.items()})
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self.trunk(self.features((x - 0.5) / 0.25))
+        return {k: self.heads[k.replace(".", "_")](h) for k in HEAD_SIZES}
+
+
+def encode_labels(attrs_list: list[dict]) -> dict[str, torch.Tensor]:
+    """Attribute dicts -> class indices per head [N] (-100 where a head is undefined)."""
+    labels = {k: torch.full((len(attrs_list),), -100, dtype=torch.long) for k in HEAD_SIZES}
+    for i, attrs in enumerate(attrs_list):
+        labels["background"][i] = list(BACKGROUNDS).index(attrs.get("background", "white"))
+        labels["word"][i] = WORD_CLASSES.index(attrs.get("word"))
+        objects = attrs["objects"] if "objects" in attrs else [attrs]
+        for slot in SLOTS:
+            labels[f"{slot}.shape"][i] = 0
+        for obj in objects:
+            slot = obj["position"]
+            labels[f"{slot}.shape"][i] = SLOT_SHAPES.index(obj["shape"])
+            labels[f"{slot}.color"][i] = list(COLORS).index(obj["color"])
+            labels[f"{slot}.size"][i] = list(SIZES).index(obj["size"])
+    return labels
+
+
+def evaluator_loss(logits: dict, labels: dict) -> torch.Tensor:
+    return sum(F.cross_entropy(logits[k], labels[k], ignore_index=-100) for k in HEAD_SIZES)
+
+
+class Evaluator:
+    """Predicts the attributes of images of the shapes world (independent of CLIP)."""
+
+    def __init__(self, net: AttributeNet, device: str | torch.device = "cpu"):
+        self.net = net.to(device).eval()
+        self.device = torch.device(device)
+
+    @torch.no_grad()
+    def logits(self, images, batch_size: int = 256) -> dict[str, torch.Tensor]:
+        x = as_image_batch(images)
+        outs = []
+        for i in range(0, len(x), batch_size):
+            chunk = resize(x[i:i + batch_size], self.net.config.input_size).to(self.device)
+            outs.append({k: v.cpu() for k, v in self.net(chunk).items()})
+        return {k: torch.cat([o[k] for o in outs]) for k in HEAD_SIZES}
+
+    def predict(self, images, objects: int | None = None) -> list[dict]:
+        """One attribute dict per image, in the world's form.
+
+        objects=None reads the number of objects from the image (a flat dict for one,
+        {"objects": [...]} for two or more); objects=1 or 2 forces that many (the most
+        confident slots), which is how generated images of a known kind are judged.
+        """
+        if objects not in (None, 1, 2):
+            raise ValueError(f"objects must be None, 1 or 2, got {objects!r}")
+        logits = self.logits(images)
+        occupied = 1 - torch.stack([logits[f"{s}.shape"].softmax(-1)[:, 0] for s in SLOTS], 1)
+        out = []
+        for i in range(occupied.shape[0]):
+            if objects is None:
+                slots = [j for j in range(len(SLOTS)) if occupied[i, j] > 0.5]
+                slots = slots or [int(occupied[i].argmax())]
+            else:
+                slots = sorted(occupied[i].topk(objects).indices.tolist())
+            objs = []
+            for j in slots:
+                s = SLOTS[j]
+                shape_logits = logits[f"{s}.shape"][i, 1:]  # an occupied slot: best real shape
+                objs.append({"shape": SHAPES[int(shape_logits.argmax())],
+                             "color": list(COLORS)[int(logits[f"{s}.color"][i].argmax())],
+                             "size": list(SIZES)[int(logits[f"{s}.size"][i].argmax())],
+                             "position": s})
+            scene = {"background": list(BACKGROUNDS)[int(logits["background"][i].argmax())],
+                     "word": WORD_CLASSES[int(logits["word"][i].argmax())]}
+            out.append({**objs[0], **scene} if len(objs) == 1 else {"objects": objs, **scene})
+        return out
+
+
+def new_evaluator(config: EvaluatorConfig = EvaluatorConfig()) -> Evaluator:
+    return Evaluator(AttributeNet(config))
+
+
+def load_evaluator(name: str = "shapes", device: str | torch.device = "cpu") -> Evaluator:
+    """The shipped evaluator ("shapes") or one of our evaluator checkpoints (a path)."""
+    if name.endswith(".safetensors"):
+        path = Path(name)
+    elif name == "shapes":
+        path = shipped_path("evaluator/shapes")
+    else:
+        raise KeyError(f"unknown evaluator {name!r}; known: ['shapes'] or a path to a .safetensors checkpoint")
+    tensors, config, _ = load_checkpoint(path, "evaluator")
+    try:
+        net = AttributeNet(EvaluatorConfig(**config))
+    except TypeError as err:
+        raise CheckpointError(f"{path}: config does not describe an evaluator ({err})") from err
+    load_state_into(net, tensors, str(path))
+    return Evaluator(net, device)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+def _objects(attrs: dict) -> list[dict]:
+    return attrs["objects"] if "objects" in attrs else [attrs]
+
+
+def attribute_matches(predicted: list[dict], truth: list[dict],
+                      keys=OBJECT_KEYS) -> dict[str, np.ndarray]:
+    """Per-attribute correctness [N] (bool) of one-object predictions against the truth.
+    Keys a truth dict does not state are marked NaN (not judged)."""
+    out = {}
+    for key in keys:
+        vals = []
+        for p, t in zip(predicted, truth, strict=True):
+            p0, t0 = _objects(p)[0], _objects(t)[0]
+            vals.append(np.nan if key not in t0 else float(p0.get(key) == t0[key]))
+        out[key] = np.array(vals)
+    return out
+
+
+def attribute_accuracy(predicted: list[dict], truth: list[dict], keys=OBJECT_KEYS) -> dict[str, float]:
+    """Mean accuracy per attribute of one-object scenes, plus 'all' (every stated key right)."""
+    m = attribute_matches(predicted, truth, keys)
+    acc = {k: float(np.nanmean(v)) for k, v in m.items() if not np.all(np.isnan(v))}
+    stacked = np.stack([np.nan_to_num(v, nan=1.0) for v in m.values()])
+    acc["all"] = float(stacked.min(0).mean())
+    return acc
+
+
+def scene_accuracy(predicted: list[dict], truth: list[dict]) -> dict[str, float]:
+    """Accuracy of every object's shape/colour/size by position (one- or two-object
+    scenes), of the background and of the word."""
+    hits = {k: [] for k in ("shape", "color", "size", "position", "background", "word")}
+    for p, t in zip(predicted, truth, strict=True):
+        by_pos = {o["position"]: o for o in _objects(p)}
+        for obj in _objects(t):
+            q = by_pos.get(obj["position"], {})
+            hits["position"].append(obj["position"] in by_pos)
+            for k in ("shape", "color", "size"):
+                hits[k].append(q.get(k) == obj[k])
+        hits["background"].append(p.get("background") == t.get("background"))
+        hits["word"].append(p.get("word") == t.get("word"))
+    return {k: float(np.mean(v)) for k, v in hits.items()}
+
+
+def zero_shot_accuracy(clip, images, attributes: list[dict], split: str = "all") -> dict[str, float]:
+    """CLIP zero-shot accuracy of one-object images by ranking the canonical captions of
+    every (shape, colour, size, position) combination, read off per attribute.
+    Returns {attribute: accuracy, "exact": whole-caption accuracy}."""
+    combos = ShapesWorld.combinations(split)
+    probs = clip.zero_shot(images, [canonical_caption(c) for c in combos])
+    best = [combos[j] for j in probs.argmax(-1).tolist()]
+    acc = attribute_accuracy(best, attributes)
+    acc["exact"] = acc.pop("all")
+    return acc

@@ -1,0 +1,328 @@
+"""Training loops: seeds, progress bars, atomic checkpoints, exact resume.
+
+Every training command is `fit(...)` with a model, a batch function and a loss:
+
+- the batch of step s is a pure function of (seed, s) (the world renders it from that
+  seed), and so is the loss's own randomness (`torch.Generator` seeded per step), so a
+  run killed at any point and restarted continues exactly where its last checkpoint was;
+- checkpoints (model, optimiser, step, EMA) are safetensors, written atomically every
+  `checkpoint_every` steps and at the end, in `run_dir/checkpoint.safetensors`;
+- the loss is logged to `run_dir/log.jsonl` and shown on a tqdm bar.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from .checkpoints import CheckpointError, load_checkpoint, load_state_into, save_checkpoint
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000
+    batch_size: int = 256
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.05
+    warmup: int = 100
+    weight_decay: float = 0.05
+    grad_clip: float = 1.0
+    ema: float = 0.0  # EMA decay of the weights (0 disables)
+    seed: int = 0
+    checkpoint_every: int = 100
+    log_every: int = 10
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to min_lr_ratio * lr."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The RNG of one training step: the same (seed, step), the same draws."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict, list]:
+    sd = opt.state_dict()
+    tensors = {f"optim.{i}.{k}": (v if isinstance(v, torch.Tensor) else torch.tensor(v))
+               for i, state in sd["state"].items() for k, v in state.items()}
+    return tensors, sd["param_groups"]
+
+
+def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict, groups: list) -> None:
+    state: dict = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = value
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def fit(model: nn.Module, make_batch: Callable[[int], object],
+        loss_fn: Callable[[nn.Module, object, torch.Generator], torch.Tensor],
+        cfg: TrainConfig, run_dir: str | Path, kind: str, model_config: dict,
+        params: list | None = None, desc: str = "train",
+        on_checkpoint: Callable[[int, nn.Module], dict] | None = None) -> tuple[nn.Module, nn.Module | None]:
+    """Train `model` for cfg.steps steps, resuming from run_dir if a checkpoint is there.
+
+    make_batch(step) -> batch; loss_fn(model, batch, generator) -> scalar loss.
+    on_checkpoint(step, model) may return figures to log (e.g. a validation accuracy).
+    Returns (model, ema_model or None).
+    """
+    torch.manual_seed(cfg.seed)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = run_dir / "checkpoint.safetensors"
+    params = params if params is not None else [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+    ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema > 0 else None
+    start = 0
+    if ckpt_path.exists():
+        start = _resume(ckpt_path, model, ema, opt, kind, model_config, cfg)
+        print(f"resumed {ckpt_path} at step {start}/{cfg.steps}")
+    (run_dir / "train_config.json").write_text(json.dumps(
+        {"train": asdict(cfg), "model": model_config, "kind": kind}, indent=2))
+    log = (run_dir / "log.jsonl").open("a")
+    model.train()
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=desc, dynamic_ncols=True)
+    t0, running = time.time(), None
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        batch = make_batch(step)
+        loss = loss_fn(model, batch, step_generator(cfg.seed, step))
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower the learning rate")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        if ema is not None:
+            _ema_update(ema, model, cfg.ema)
+        running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            bar.set_postfix(loss=f"{running:.4f}", lr=f"{lr_at(step, cfg):.2e}")
+            log.write(json.dumps({"step": done, "loss": loss.item(), "smooth_loss": running,
+                                  "seconds": round(time.time() - t0, 2)}) + "\n")
+            log.flush()
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            _save(ckpt_path, model, ema, opt, done, kind, model_config, cfg)
+            if on_checkpoint is not None:
+                was_training = model.training
+                figures = on_checkpoint(done, ema if ema is not None else model)
+                model.train(was_training)
+                if figures:
+                    log.write(json.dumps({"step": done, **figures}) + "\n")
+                    log.flush()
+                    bar.write(f"step {done}: {figures}")
+    log.close()
+    model.eval()
+    return model, ema
+
+
+def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), model.parameters()):
+            e.lerp_(p, 1 - decay)
+        for e, b in zip(ema.buffers(), model.buffers()):
+            e.copy_(b)
+
+
+def _save(path, model, ema, opt, step, kind, model_config, cfg) -> None:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    if ema is not None:
+        tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
+    opt_tensors, groups = _optimizer_tensors(opt)
+    tensors.update(opt_tensors)
+    groups = [{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]} for g in groups]
+    save_checkpoint(path, tensors, f"run/{kind}", model_config,
+                    {"step": step, "param_groups": groups, "train": asdict(cfg)}, write_json=False)
+
+
+def _resume(path, model, ema, opt, kind, model_config, cfg) -> int:
+    tensors, config, extra = load_checkpoint(path, f"run/{kind}")
+    if config != model_config:
+        raise CheckpointError(f"{path} was written for another model config:\n  file:  {config}\n"
+                              f"  asked: {model_config}\nuse a fresh --run-dir or delete the file")
+    load_state_into(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(path))
+    if ema is not None:
+        ema_state = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+        load_state_into(ema, ema_state or dict(model.state_dict()), str(path))
+    _restore_optimizer(opt, tensors, extra["param_groups"])
+    return int(extra["step"])
+
+
+def trained_weights(run_dir: str | Path, kind: str, prefer_ema: bool = True) -> dict[str, torch.Tensor]:
+    """The (EMA, when present) model weights of a run's checkpoint."""
+    tensors, _, _ = load_checkpoint(Path(run_dir) / "checkpoint.safetensors", f"run/{kind}")
+    prefix = "ema." if prefer_ema and any(k.startswith("ema.") for k in tensors) else "model."
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+# ----------------------------------------------------------------------------- components
+
+class StepBatches(torch.utils.data.IterableDataset):
+    """Yields (step, batch) for steps [start, stop); batch = render(step). Run in a
+    DataLoader worker so rendering overlaps training."""
+
+    def __init__(self, render: Callable[[int], object], start: int, stop: int):
+        self.render, self.start, self.stop = render, start, stop
+
+    def __iter__(self):
+        for step in range(self.start, self.stop):
+            yield step, self.render(step)
+
+
+class Prefetcher:
+    """make_batch(step) for `fit`, rendering ahead in one background worker."""
+
+    def __init__(self, render: Callable[[int], object], steps: int, workers: int = 1):
+        self.render, self.steps, self.workers = render, steps, workers
+        self._it, self._next = None, None
+
+    def __call__(self, step: int):
+        if self._it is None or step != self._next:
+            loader = torch.utils.data.DataLoader(StepBatches(self.render, step, self.steps),
+                                                 batch_size=None, num_workers=self.workers)
+            self._it = iter(loader)
+        got, batch = next(self._it)
+        assert got == step, (got, step)
+        self._next = step + 1
+        return batch
+
+
+class ClipBatch:
+    """Picklable renderer of CLIP training batches: (images [B,3,R,R], captions)."""
+
+    def __init__(self, seed: int, batch_size: int, resolution: int):
+        from .world import ShapesDataset
+
+        self.data = ShapesDataset(seed=seed, resolution=resolution)
+        self.batch_size = batch_size
+
+    def __call__(self, step: int):
+        items = [self.data[step * self.batch_size + j] for j in range(self.batch_size)]
+        return torch.stack([im for im, _ in items]), [c for _, c in items]
+
+
+def train_clip(run_dir: str | Path = "runs/clip", preset: str = "shapes", cfg: TrainConfig | None = None,
+               export: str | Path | None = None, workers: int = 1, validate: int = 300):
+    """Train a tiny CLIP contrastively on the shapes world; optionally export weights.
+    Validation: zero-shot accuracy on `validate` fresh one-object images per checkpoint."""
+    from .checkpoints import export_weights
+    from .clip import CLIP_PRESETS, contrastive_loss, new_clip
+    from .evaluate import zero_shot_accuracy
+    from .world import ShapesWorld
+
+    cfg = cfg or TrainConfig()
+    clip = new_clip(preset)
+    model_config = asdict(CLIP_PRESETS[preset])
+    val = ShapesWorld(seed=10_000).sample(validate, resolution=clip.image_size) if validate else None
+
+    def loss_fn(model, batch, gen):
+        images, captions = batch
+        return contrastive_loss(model.image_features(images), model.text_features(captions),
+                                model.logit_scale)
+
+    def on_checkpoint(step, model):
+        if val is None:
+            return {}
+        model.eval()
+        return {k: round(v, 4) for k, v in zero_shot_accuracy(model, val.images, val.attributes).items()}
+
+    make_batch = Prefetcher(ClipBatch(cfg.seed, cfg.batch_size, clip.image_size), cfg.steps, workers)
+    t0 = time.time()
+    clip, _ = fit(clip, make_batch, loss_fn, cfg, run_dir, "clip", model_config, desc="clip",
+                  on_checkpoint=on_checkpoint)
+    if export:
+        export_weights(clip, export, "clip", model_config,
+                       {"train": asdict(cfg), "preset": preset, "session_seconds": round(time.time() - t0)})
+    return clip
+
+
+def evaluator_batch(seed: int, step: int, batch_size: int, resolutions=(32, 48, 64, 96, 128)):
+    """Evaluator training batch: mixed one/two-object scenes with words, rendered at a
+    random resolution per image, lightly degraded as generated images are."""
+    import numpy as np
+
+    from .evaluate import encode_labels
+    from .images import resize
+    from .world import WORDS, ShapesWorld, render_scene
+
+    rng = np.random.default_rng([seed, step, 7])
+    attrs, images = [], []
+    for _ in range(batch_size):
+        a, d = ShapesWorld.draw_scene(rng, 1 if rng.random() < 0.6 else 2, "all", word_prob=0.35)
+        if a.get("word") and rng.random() < 0.5:  # words that lie about the scene, too
+            a["word"] = str(rng.choice(WORDS))
+            a["word_size"] = float(rng.uniform(0.12, 0.22))
+            a["word_contrast"] = float(rng.uniform(0.4, 1.0))
+        res = int(rng.choice(resolutions))
+        img = torch.from_numpy(render_scene(a, res, d)).permute(2, 0, 1).float()[None] / 255
+        images.append(resize(img, 64))
+        attrs.append(a)
+    x = torch.cat(images)
+    g = torch.Generator().manual_seed(int(rng.integers(2**31)))
+    sigma = torch.rand(len(x), 1, 1, 1, generator=g) * 0.05
+    noisy = torch.rand(len(x), 1, 1, 1, generator=g) < 0.5
+    x = (x + noisy * sigma * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    return x, encode_labels(attrs)
+
+
+class EvaluatorBatch:
+    def __init__(self, seed: int, batch_size: int):
+        self.seed, self.batch_size = seed, batch_size
+
+    def __call__(self, step: int):
+        return evaluator_batch(self.seed, step, self.batch_size)
+
+
+def train_evaluator(run_dir: str | Path = "runs/evaluator", cfg: TrainConfig | None = None,
+                    export: str | Path | None = None, workers: int = 1, validate: int = 500):
+    """Train the attribute evaluator on ground truth; optionally export weights."""
+    from .checkpoints import export_weights
+    from .evaluate import AttributeNet, Evaluator, EvaluatorConfig, evaluator_loss, scene_accuracy
+    from .world import ShapesWorld
+
+    cfg = cfg or TrainConfig(steps=1500, batch_size=128, lr=2e-3, weight_decay=0.01)
+    config = EvaluatorConfig()
+    net = AttributeNet(config)
+    world = ShapesWorld(seed=20_000)
+    val = [world.sample(validate // 2, objects=k, resolution=r, split="all", word_prob=0.3)
+           for k, r in ((1, 32), (2, 128))]
+
+    def loss_fn(model, batch, gen):
+        x, labels = batch
+        return evaluator_loss(model(x), labels)
+
+    def on_checkpoint(step, model):
+        ev = Evaluator(model)
+        return {f"{b.images.shape[-1]}px/{'1' if 'objects' not in b.attributes[0] else '2'}obj":
+                {k: round(v, 4) for k, v in scene_accuracy(ev.predict(b.images), b.attributes).items()}
+                for b in val}
+
+    make_batch = Prefetcher(EvaluatorBatch(cfg.seed, cfg.batch_size), cfg.steps, workers)
+    t0 = time.time()
+    net, _ = fit(net, make_batch, loss_fn, cfg, run_dir, "evaluator", asdict(config), desc="evaluator",
+                 on_checkpoint=on_checkpoint)
+    if export:
+        export_weights(net, export, "evaluator", asdict(config),
+                       {"train": asdict(cfg), "session_seconds": round(time.time() - t0)})
+    return Evaluator(net)
