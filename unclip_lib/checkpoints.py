@@ -32,6 +32,9 @@ def data_dir() -> Path:
 SHIPPED = {
     "clip/shapes": ("clip", "clip_shapes"),
     "evaluator/shapes": ("evaluator", "evaluator_shapes"),
+    "decoder/shapes": ("decoder", "decoder_shapes"),
+    "upsampler/up64": ("upsampler", "upsampler_up64"),
+    "upsampler/up128": ("upsampler", "upsampler_up128"),
 }
 
 

@@ -34,24 +34,38 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="shapes")
     p = tsub.add_parser("evaluator", help="attribute evaluator on ground truth")
     _train_args(p, steps=1500, batch=128, lr=2e-3)
+    p = tsub.add_parser("decoder", help="CLIP-conditioned base decoder (needs the shipped CLIP)")
+    _train_args(p, steps=6000, batch=64, lr=1e-3)
+    p.add_argument("--preset", default="base32")
+    p.add_argument("--validate", type=int, default=100, help="images decoded at each validation (0: none)")
+    p = tsub.add_parser("upsampler", help="a diffusion upsampler stage")
+    _train_args(p, steps=3000, batch=32, lr=1e-3)
+    p.add_argument("--stage", choices=["up64", "up128"], required=True)
     p = sub.add_parser("demo", help="render the demo gallery to a folder")
     p.add_argument("--out", default="outputs")
     p.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
     if args.command == "train":
-        from .train import TrainConfig, train_clip, train_evaluator
+        from .train import TrainConfig, train_clip, train_decoder, train_evaluator, train_upsampler
 
         if args.threads:
             torch.set_num_threads(args.threads)
         cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                           checkpoint_every=args.checkpoint_every)
-        run_dir = args.run_dir or f"runs/{args.component}"
+        run_dir = args.run_dir or f"runs/{getattr(args, 'stage', args.component)}"
         if args.component == "clip":
             train_clip(run_dir, args.preset, cfg, export=args.export)
-        else:
+        elif args.component == "evaluator":
             cfg.weight_decay = 0.01
             train_evaluator(run_dir, cfg, export=args.export)
+        else:
+            # diffusion models: no weight decay, EMA weights are what ships
+            cfg.weight_decay, cfg.ema, cfg.warmup = 0.0, 0.999, 200
+            if args.component == "decoder":
+                train_decoder(run_dir, args.preset, cfg, export=args.export, validate=args.validate)
+            else:
+                train_upsampler(args.stage, run_dir, cfg, export=args.export)
         return 0
     if args.command == "demo":
         from .demo import make_demo

@@ -200,12 +200,17 @@ class Prefetcher:
     def __call__(self, step: int):
         if self._it is None or step != self._next:
             loader = torch.utils.data.DataLoader(StepBatches(self.render, step, self.steps),
-                                                 batch_size=None, num_workers=self.workers)
+                                                 batch_size=None, num_workers=self.workers,
+                                                 worker_init_fn=_one_thread)
             self._it = iter(loader)
         got, batch = next(self._it)
         assert got == step, (got, step)
         self._next = step + 1
         return batch
+
+
+def _one_thread(_worker_id: int) -> None:
+    torch.set_num_threads(1)  # the renderer must not compete with training for cores
 
 
 class ClipBatch:
@@ -326,3 +331,173 @@ def train_evaluator(run_dir: str | Path = "runs/evaluator", cfg: TrainConfig | N
         export_weights(net, export, "evaluator", asdict(config),
                        {"train": asdict(cfg), "session_seconds": round(time.time() - t0)})
     return Evaluator(net)
+
+
+# ----------------------------------------------------------------------------- decoder
+
+class DecoderBatch:
+    """Decoder training batch of step s: (images [B,3,R,R] in [0,1], z_i [B,D], caption
+    tokens [B,L,W], token mask [B,L]); z_i from the frozen CLIP on a render of the same
+    scene at CLIP's input size."""
+
+    def __init__(self, seed: int, batch_size: int, resolution: int, clip):
+        self.seed, self.batch_size, self.resolution, self.clip = seed, batch_size, resolution, clip
+
+    def __call__(self, step: int):
+        import numpy as np
+
+        from .world import ShapesWorld, render_scene
+
+        rng = np.random.default_rng([self.seed, step, 11])
+        attrs, details, captions = [], [], []
+        for _ in range(self.batch_size):
+            a, d = ShapesWorld.draw_scene(rng, 2 if rng.random() < 0.25 else 1, "train", word_prob=0.25)
+            attrs.append(a)
+            details.append(d)
+            captions.append(ShapesWorld.training_caption(a, rng))
+        render = lambda res: torch.from_numpy(np.stack(  # noqa: E731
+            [render_scene(a, res, d) for a, d in zip(attrs, details)])).permute(0, 3, 1, 2).float() / 255
+        images = render(self.resolution)
+        with torch.no_grad():
+            z_i = self.clip.encode_image(render(self.clip.image_size))
+            text, mask = self.clip.text_tokens(captions)
+        return images, z_i, text, mask
+
+
+def decoder_validation(decoder, clip, evaluator, n: int = 100, steps: int = 20, guidance: float = 3.0,
+                       seed: int = 30_000) -> dict:
+    """Attribute agreement between fresh one-object images and their decodings from z_i
+    alone (fresh x_T), judged by the evaluator."""
+    from .evaluate import attribute_accuracy
+    from .world import ShapesWorld
+
+    batch = ShapesWorld(seed=seed).sample(n, objects=1, resolution=clip.image_size)
+    z_i = clip.encode_image(batch.images)
+    decoded = decoder.sample(z_i, steps=steps, guidance_clip=guidance,
+                             generator=torch.Generator().manual_seed(seed))
+    truth = evaluator.predict(batch.images, objects=1)
+    acc = attribute_accuracy(evaluator.predict(decoded, objects=1), truth)
+    return {k: round(v, 3) for k, v in acc.items()}
+
+
+def train_decoder(run_dir: str | Path = "runs/decoder", preset: str = "base32", cfg: TrainConfig | None = None,
+                  export: str | Path | None = None, workers: int = 1, validate: int = 100):
+    """Train the CLIP-conditioned base decoder (frozen shipped CLIP); optionally export."""
+    from .checkpoints import export_weights
+    from .clip import load_clip
+    from .decoder import DECODER_PRESETS, DiffusionDecoder, UNet
+    from .evaluate import load_evaluator
+
+    cfg = cfg or TrainConfig(steps=6000, batch_size=64, lr=1e-3, warmup=200, weight_decay=0.0, ema=0.999)
+    clip = load_clip("shapes")
+    config = DECODER_PRESETS[preset]
+    decoder = DiffusionDecoder(UNet(config))
+    model_config = {"unet": asdict(config), "clip": "shapes", "schedule": "linear"}
+    evaluator = load_evaluator("shapes") if validate else None
+
+    def loss_fn(model, batch, gen):
+        images, z_i, text, mask = batch
+        return model.loss(images, z_i, text, mask, gen)
+
+    def on_checkpoint(step, model):
+        if not validate or step % 500:
+            return {}
+        return decoder_validation(model, clip, evaluator, n=validate)
+
+    make_batch = Prefetcher(DecoderBatch(cfg.seed, cfg.batch_size, config.resolution, clip), cfg.steps, workers)
+    t0 = time.time()
+    decoder, ema = fit(decoder, make_batch, loss_fn, cfg, run_dir, "decoder", model_config, desc="decoder",
+                       on_checkpoint=on_checkpoint)
+    final = ema if ema is not None else decoder
+    if export:
+        export_weights(final, export, "decoder", model_config,
+                       {"train": asdict(cfg), "preset": preset, "session_seconds": round(time.time() - t0)})
+    return final
+
+
+class UpsamplerBatch:
+    """Upsampler training batch: random crops (crop px of the high-res render) and the
+    matching crops of the degraded low-res render of the same scenes."""
+
+    def __init__(self, seed: int, batch_size: int, low: int, high: int, crop: int, degradation: str):
+        self.seed, self.batch_size = seed, batch_size
+        self.low, self.high, self.crop, self.degradation = low, high, crop, degradation
+
+    def __call__(self, step: int):
+        import numpy as np
+
+        from .degradations import blur_degrade, bsr_degrade
+        from .world import ShapesWorld, render_scene
+
+        rng = np.random.default_rng([self.seed, step, 13])
+        g = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        scenes = [ShapesWorld.draw_scene(rng, 2 if rng.random() < 0.3 else 1, "all", word_prob=0.3)
+                  for _ in range(self.batch_size)]
+        render = lambda res: torch.from_numpy(np.stack(  # noqa: E731
+            [render_scene(a, res, d) for a, d in scenes])).permute(0, 3, 1, 2).float() / 255
+        high, low = render(self.high), render(self.low)
+        low = blur_degrade(low, g) if self.degradation == "blur" else bsr_degrade(low, g)
+        k = self.high // self.low
+        lc = self.crop // k
+        his, los = [], []
+        for i in range(self.batch_size):
+            y, x = (int(v) for v in rng.integers(0, self.low - lc + 1, 2))
+            los.append(low[i, :, y:y + lc, x:x + lc])
+            his.append(high[i, :, y * k:(y + lc) * k, x * k:(x + lc) * k])
+        return torch.stack(his), torch.stack(los)
+
+
+UPSAMPLER_STAGES = {"up64": (32, 64, "blur"), "up128": (64, 128, "bsr")}
+
+
+def upsampler_validation(upsampler, low: int, high: int, degradation: str, n: int = 64, steps: int = 10,
+                         seed: int = 40_000) -> dict:
+    """PSNR (dB) of the upsampler and of bicubic upscaling against the true high-res render,
+    on held-out scenes whose low-res input went through the stage's own degradation."""
+    from .degradations import blur_degrade
+    from .world import ShapesWorld
+
+    world = ShapesWorld(seed=seed)
+    batch = world.sample(n, objects=1, resolution=high, split="all", word_prob=0.3)
+    lows = world.render(batch.attributes, low, details=batch.details)
+    g = torch.Generator().manual_seed(seed)
+    if degradation == "blur":
+        lows = blur_degrade(lows, g)
+    up = upsampler.sample(lows, steps=steps, generator=g)
+    bicubic = upsampler.condition(lows, high).add(1).div(2)
+    psnr = lambda a: float(10 * torch.log10(1 / ((a - batch.images) ** 2).mean()))  # noqa: E731
+    return {"psnr": round(psnr(up), 2), "bicubic_psnr": round(psnr(bicubic), 2)}
+
+
+def train_upsampler(stage: str = "up64", run_dir: str | Path | None = None, cfg: TrainConfig | None = None,
+                    export: str | Path | None = None, workers: int = 1, crop: int | None = None):
+    """Train one diffusion upsampler stage ("up64": 32->64, blur; "up128": 64->128, BSR)."""
+    from .checkpoints import export_weights
+    from .decoder import UPSAMPLER_PRESETS, DiffusionUpsampler, UNet
+
+    low, high, degradation = UPSAMPLER_STAGES[stage]
+    cfg = cfg or TrainConfig(steps=3000, batch_size=32, lr=1e-3, warmup=100, weight_decay=0.0, ema=0.999)
+    config = UPSAMPLER_PRESETS[stage]
+    crop = crop or high // 2
+    upsampler = DiffusionUpsampler(UNet(config))
+    model_config = {"unet": asdict(config), "low": low, "high": high, "degradation": degradation,
+                    "schedule": "linear"}
+
+    def loss_fn(model, batch, gen):
+        hi, lo = batch
+        return model.loss(hi, lo, gen)
+
+    def on_checkpoint(step, model):
+        if step % 500:
+            return {}
+        return upsampler_validation(model, low, high, degradation)
+
+    make_batch = Prefetcher(UpsamplerBatch(cfg.seed, cfg.batch_size, low, high, crop, degradation), cfg.steps, workers)
+    t0 = time.time()
+    upsampler, ema = fit(upsampler, make_batch, loss_fn, cfg, run_dir or f"runs/{stage}", "upsampler",
+                         model_config, desc=stage, on_checkpoint=on_checkpoint)
+    final = ema if ema is not None else upsampler
+    if export:
+        export_weights(final, export, "upsampler", model_config,
+                       {"train": asdict(cfg), "stage": stage, "session_seconds": round(time.time() - t0)})
+    return final

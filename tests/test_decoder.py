@@ -1,0 +1,138 @@
+"""Decoder and upsampler wiring: conditioning, null embeddings, guidance, inversion."""
+import math
+
+import pytest
+import torch
+
+from unclip_lib.decoder import (UPSAMPLER_PRESETS, DiffusionDecoder, DiffusionUpsampler, UNet,
+                                UNetConfig)
+from unclip_lib.degradations import blur_degrade, bsr_degrade, gaussian_blur
+
+
+TINY = UNetConfig(resolution=16, base_channels=16, channel_mults=(1, 2), num_res_blocks=1,
+                  attn_resolutions=(8,), head_channels=16)
+
+
+def _random_decoder(seed=0, scale=0.02):
+    torch.manual_seed(seed)
+    dec = DiffusionDecoder(UNet(TINY)).eval()
+    with torch.no_grad():  # zero-initialised output layers would make eps == 0: perturb them
+        for name, p in dec.named_parameters():
+            if p.abs().sum() == 0 and "null" not in name:
+                p.normal_(0, scale)
+        dec.unet.null_clip.normal_(0, 1)
+    return dec
+
+
+def _inputs(n=3, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(n, 3, 16, 16, generator=g), torch.randint(0, 1000, (n,), generator=g),
+            torch.randn(n, 128, generator=g), torch.randn(n, 7, 128, generator=g),
+            torch.ones(n, 7, dtype=torch.bool))
+
+
+@torch.no_grad()
+def test_null_conditions_per_example_equal_whole_batch_drop():
+    dec = _random_decoder()
+    x, t, z, text, mask = _inputs()
+    none = torch.zeros(3, dtype=torch.bool)
+    assert torch.allclose(dec.unet(x, t, z_i=z, clip_keep=none), dec.unet(x, t), atol=1e-5)
+    assert torch.allclose(dec.unet(x, t, z_i=z, text=text, text_mask=mask, text_keep=none),
+                          dec.unet(x, t, z_i=z), atol=1e-5)
+    # mixing: example 0 keeps z_i, example 1 drops it
+    keep = torch.tensor([True, False, True])
+    mixed = dec.unet(x, t, z_i=z, clip_keep=keep)
+    assert torch.allclose(mixed[0], dec.unet(x, t, z_i=z)[0], atol=1e-5)
+    assert torch.allclose(mixed[1], dec.unet(x, t)[1], atol=1e-5)
+
+
+@torch.no_grad()
+def test_conditioning_changes_the_output():
+    dec = _random_decoder()
+    x, t, z, text, mask = _inputs()
+    base = dec.unet(x, t, z_i=z)
+    assert (dec.unet(x, t, z_i=-z) - base).abs().max() > 1e-3        # z_i reaches the network
+    assert (dec.unet(x, t, z_i=z, text=text, text_mask=mask) - base).abs().max() > 1e-3
+
+
+@torch.no_grad()
+def test_guidance_combines_the_three_predictions():
+    dec = _random_decoder()
+    x, t, z, text, mask = _inputs()
+    fn = dec.model_fn(z, text, mask, guidance_clip=3.0, guidance_text=2.0)
+    e00 = dec.unet(x, t)
+    e10 = dec.unet(x, t, z_i=z)
+    e11 = dec.unet(x, t, z_i=z, text=text, text_mask=mask)
+    assert torch.allclose(fn(x, t), e00 + 3.0 * (e10 - e00) + 2.0 * (e11 - e10), atol=1e-4)
+
+
+class AnalyticUNet(torch.nn.Module):
+    """The exact epsilon predictor for data ~ N(mu(z), s^2), with the UNet's signature:
+    a decoder whose optimum is known, to test sampling and inversion plumbing."""
+
+    config = TINY
+
+    def __init__(self, diffusion, s=0.5):
+        super().__init__()
+        self.a = torch.from_numpy(diffusion.alphas_cumprod).float()
+        self.s = s
+
+    def forward(self, x, t, z_i=None, clip_keep=None, **_):
+        mu = torch.zeros(x.shape[0]) if z_i is None else 0.3 * torch.tanh(z_i[:, 0])
+        if clip_keep is not None:
+            mu = torch.where(clip_keep, mu, torch.zeros_like(mu))
+        a = self.a[t].view(-1, 1, 1, 1)
+        mu = mu.view(-1, 1, 1, 1)
+        return (1 - a).sqrt() * (x - a.sqrt() * mu) / (a * self.s ** 2 + 1 - a)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("guidance", [1.0, 3.0])
+def test_inversion_round_trip_naive_and_refined(guidance):
+    dec = _random_decoder()
+    dec.unet = AnalyticUNet(dec.diffusion)
+    g = torch.Generator().manual_seed(3)
+    images = (0.5 + 0.25 * torch.randn(4, 3, 16, 16, generator=g)).clamp(0, 1)
+    z = torch.randn(4, 128, generator=g)
+    psnr = lambda a: 10 * math.log10(1 / ((a - images) ** 2).mean().item())  # noqa: E731
+    kw = dict(steps=50, guidance_clip=guidance)
+    naive = dec.sample(z, x_T=dec.invert(images, z, **kw), clip_x0=False, **kw)
+    refined = dec.sample(z, x_T=dec.invert(images, z, refine=3, **kw), clip_x0=False, **kw)
+    assert psnr(naive) > 30 and psnr(refined) > 50 and psnr(refined) > psnr(naive) + 10, (psnr(naive), psnr(refined))
+
+
+def test_bad_conditioning_shapes_are_clear_errors():
+    dec = _random_decoder()
+    x, t, z, text, mask = _inputs()
+    with pytest.raises(ValueError, match="z_i must have shape"):
+        dec.unet(x, t, z_i=torch.randn(3, 64))
+    with pytest.raises(ValueError, match="caption tokens"):
+        dec.unet(x, t, z_i=z, text=torch.randn(3, 7, 32))
+    with pytest.raises(ValueError, match="x_T must have shape"):
+        dec.sample(z, x_T=torch.randn(3, 3, 8, 8), steps=2)
+    with pytest.raises(ValueError, match="16x16"):
+        dec.invert(torch.rand(3, 3, 64, 64), z)
+    up = DiffusionUpsampler(UNet(UPSAMPLER_PRESETS["up64"]))
+    with pytest.raises(ValueError, match="low_res"):
+        up.unet(torch.randn(1, 3, 64, 64), torch.zeros(1, dtype=torch.long))
+
+
+def test_upsampler_shapes_and_crops():
+    up = DiffusionUpsampler(UNet(UPSAMPLER_PRESETS["up64"]))
+    g = torch.Generator().manual_seed(0)
+    assert up.sample(torch.rand(2, 3, 32, 32), steps=2, generator=g).shape == (2, 3, 64, 64)
+    # fully convolutional: trains on crops, samples at full size
+    assert up.loss(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 16, 16), g).ndim == 0
+
+
+def test_degradations():
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(2, 3, 16, 16)
+    x[:, :, 8, 8] = 1.0
+    blurred = gaussian_blur(x, 1.0)
+    assert blurred.sum().item() == pytest.approx(x.sum().item(), rel=1e-4)   # mass preserved
+    assert blurred.max() < 0.2
+    assert torch.equal(gaussian_blur(x, 0.0), x)
+    images = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    for out in (blur_degrade(images, g), bsr_degrade(images, g)):
+        assert out.shape == images.shape and 0 <= out.min() and out.max() <= 1

@@ -1,0 +1,115 @@
+"""The diffusion core against closed forms and an analytic model.
+
+For data x_0 ~ N(mu, s^2 I) the optimal epsilon predictor is known exactly:
+    eps*(x_t, t) = sqrt(1 - a) (x_t - sqrt(a) mu) / (a s^2 + 1 - a),   a = alpha_bar_t,
+so samplers and inversions can be checked without training anything.
+"""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from unclip_lib.diffusion import GaussianDiffusion, ddim_timesteps, guided
+
+MU, S = 0.3, 0.5
+
+
+def gaussian_eps(diffusion):
+    def fn(x, t):
+        a = torch.from_numpy(diffusion.alphas_cumprod)[t].float().view(-1, *([1] * (x.dim() - 1)))
+        return (1 - a).sqrt() * (x - a.sqrt() * MU) / (a * S ** 2 + 1 - a)
+    return fn
+
+
+def psnr(a, b, peak=2.0):
+    return 10 * math.log10(peak ** 2 / ((a - b) ** 2).mean().item())
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear"])
+def test_schedule_sanity(schedule):
+    d = GaussianDiffusion(schedule, 1000)
+    assert d.betas.dtype == np.float64 and d.alphas_cumprod.dtype == np.float64
+    assert np.all(d.betas > 0) and np.all(d.betas < 1)
+    assert np.all(np.diff(d.alphas_cumprod) < 0)
+    assert d.alphas_cumprod[0] > 0.999 and d.alphas_cumprod[-1] < 1e-3
+
+
+def test_q_sample_matches_closed_form():
+    d = GaussianDiffusion("cosine", 1000)
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(4, 3, 8, 8, generator=g), torch.randn(4, 3, 8, 8, generator=g)
+    t = torch.tensor([0, 10, 500, 999])
+    x_t = d.q_sample(x0, t, noise)
+    for i, ti in enumerate(t.tolist()):
+        a = d.alphas_cumprod[ti]
+        assert torch.allclose(x_t[i], math.sqrt(a) * x0[i] + math.sqrt(1 - a) * noise[i], atol=1e-6)
+
+
+def test_ddim_step_matches_the_paper_by_hand():
+    d = GaussianDiffusion("linear", 1000)
+    g = torch.Generator().manual_seed(1)
+    x_t, eps, z = (torch.randn(2, 5, generator=g) for _ in range(3))
+    t, t_prev, eta = 600, 400, 0.7
+    a_t, a_prev = d.alphas_cumprod[t], d.alphas_cumprod[t_prev]
+    x0 = (x_t - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
+    # Song et al. (2021), eq. 12 and 16
+    sigma = eta * math.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))
+    by_hand = math.sqrt(a_prev) * x0 + math.sqrt(1 - a_prev - sigma ** 2) * eps + sigma * z
+    assert torch.allclose(d.ddim_step(x_t, x0, eps, t, t_prev, eta, z), by_hand, atol=1e-6)
+
+
+def test_eta_one_ddim_has_the_ddpm_posterior_variance():
+    d = GaussianDiffusion("cosine", 1000)
+    for t in (1, 50, 500, 999):
+        a_t, a_prev = d.alphas_cumprod[t], d.alphas_cumprod[t - 1]
+        sigma2 = (1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)
+        assert sigma2 == pytest.approx(d.posterior_variance[t], rel=1e-9)
+
+
+def test_ddim_eta1_over_all_steps_equals_ddpm():
+    d = GaussianDiffusion("cosine", 100)
+    model = gaussian_eps(d)
+    g = torch.Generator().manual_seed(2)
+    x_T = torch.randn(3, 4, generator=g)
+    noises = [torch.randn(3, 4, generator=g) for _ in range(100)]
+    a = d.ddpm_sample(model, x_T=x_T, noises=noises)
+    b = d.ddim_sample(model, x_T=x_T, steps=100, eta=1.0, noises=noises)
+    assert torch.allclose(a, b, atol=1e-4)
+
+
+# eta = 1 needs small strides: with large ones, plugging in E[x_0 | x_t] for x_0 loses variance
+@pytest.mark.parametrize("eta,steps", [(0.0, 50), (1.0, 1000)])
+def test_samplers_draw_the_data_distribution(eta, steps):
+    d = GaussianDiffusion("cosine", 1000)
+    g = torch.Generator().manual_seed(3)
+    x = d.ddim_sample(gaussian_eps(d), shape=(4000, 4), steps=steps, eta=eta, generator=g)
+    assert abs(x.mean().item() - MU) < 0.02 and abs(x.std().item() - S) < 0.02
+
+
+def test_ddim_inversion_round_trip_naive_and_refined():
+    d = GaussianDiffusion("cosine", 1000)
+    model = gaussian_eps(d)
+    x0 = MU + S * torch.randn(8, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    naive = d.ddim_sample(model, x_T=d.ddim_invert(model, x0, steps=50), steps=50)
+    refined = d.ddim_sample(model, x_T=d.ddim_invert(model, x0, steps=50, refine=3), steps=50)
+    assert psnr(naive, x0) > 30
+    assert psnr(refined, x0) > 60 and psnr(refined, x0) > psnr(naive, x0) + 10
+    with pytest.raises(AssertionError, match="eta = 0"):
+        d.ddim_invert(model, x0, eta=0.5)
+
+
+def test_ddim_timesteps_and_guidance():
+    assert ddim_timesteps(1000, 4) == [0, 333, 666, 999]
+    with pytest.raises(ValueError):
+        ddim_timesteps(10, 20)
+    cond, uncond = (lambda x, t: x + 1), (lambda x, t: x)
+    x = torch.zeros(2)
+    assert torch.equal(guided(cond, uncond, 3.0)(x, None), torch.full((2,), 3.0))
+    assert torch.equal(guided(cond, uncond, 0.0)(x, None), x)
+
+
+def test_x0_prediction_loss_targets_the_data():
+    d = GaussianDiffusion("cosine", 1000, prediction="x0")
+    x0 = torch.randn(5, 7)
+    assert d.training_loss(lambda x, t: x0, x0, torch.Generator().manual_seed(0)).item() == 0.0

@@ -1,0 +1,246 @@
+"""Gaussian diffusion: schedules, training losses, DDPM and DDIM sampling, DDIM inversion.
+
+One implementation serves the decoder, the upsamplers and the diffusion prior. A model is
+any function `model_fn(x_t, t) -> output` where t holds integer timesteps [N] in [0, T)
+and the output is the model's prediction of epsilon (`prediction="eps"`) or of x_0
+(`prediction="x0"`, the diffusion prior). Conditioning and classifier-free guidance are
+closed over by the caller (see `guided`).
+
+Schedule constants are computed in float64 and cast per use, as in improved-diffusion.
+
+Samplers accept the latents they would otherwise draw (x_T, per-step noise), so fixed-x_T
+experiments are one argument away; every sampler has its inverse:
+
+    x_T = diffusion.ddim_invert(model_fn, x_0, steps=50)             # eta = 0 only
+    x_0 = diffusion.ddim_sample(model_fn, x_T=x_T, steps=50, eta=0)  # round trip
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+# ----------------------------------------------------------------------------- schedules
+
+def cosine_betas(steps: int, s: float = 0.008, max_beta: float = 0.999) -> np.ndarray:
+    """Nichol & Dhariwal's cosine schedule: alpha_bar(t) = cos^2(((t/T)+s)/(1+s) * pi/2). [T] float64."""
+    f = lambda t: math.cos((t / steps + s) / (1 + s) * math.pi / 2) ** 2  # noqa: E731
+    return np.array([min(1 - f(i + 1) / f(i), max_beta) for i in range(steps)], dtype=np.float64)
+
+
+def linear_betas(steps: int) -> np.ndarray:
+    """DDPM's linear schedule, rescaled so any step count spans the same noise range. [T] float64."""
+    scale = 1000 / steps
+    return np.linspace(scale * 1e-4, scale * 0.02, steps, dtype=np.float64)
+
+
+def make_betas(schedule: str, steps: int) -> np.ndarray:
+    if schedule == "cosine":
+        return cosine_betas(steps)
+    if schedule == "linear":
+        return linear_betas(steps)
+    raise ValueError(f"unknown noise schedule {schedule!r}; known: 'cosine', 'linear'")
+
+
+def ddim_timesteps(num_train_steps: int, steps: int) -> list[int]:
+    """`steps` timesteps evenly spread over [0, T), ascending, always starting at 0."""
+    if not 1 <= steps <= num_train_steps:
+        raise ValueError(f"steps must be in [1, {num_train_steps}], got {steps}")
+    return sorted({int(round(x)) for x in np.linspace(0, num_train_steps - 1, steps)})
+
+
+# ----------------------------------------------------------------------------- diffusion
+
+class GaussianDiffusion:
+    """The forward process q(x_t | x_0) and its reversal by a learned model."""
+
+    def __init__(self, schedule: str = "cosine", num_steps: int = 1000, prediction: str = "eps"):
+        if prediction not in ("eps", "x0"):
+            raise ValueError(f"prediction must be 'eps' or 'x0', got {prediction!r}")
+        self.schedule, self.num_steps, self.prediction = schedule, num_steps, prediction
+        betas = make_betas(schedule, num_steps)
+        alphas_cumprod = np.cumprod(1.0 - betas)
+        prev = np.append(1.0, alphas_cumprod[:-1])
+        self.betas = betas
+        self.alphas_cumprod = alphas_cumprod
+        self.alphas_cumprod_prev = prev
+        # q(x_{t-1} | x_t, x_0): mean = c0 * x_0 + ct * x_t
+        self.posterior_variance = betas * (1.0 - prev) / (1.0 - alphas_cumprod)
+        self.posterior_log_variance = np.log(np.append(self.posterior_variance[1], self.posterior_variance[1:]))
+        self.posterior_mean_coef_x0 = betas * np.sqrt(prev) / (1.0 - alphas_cumprod)
+        self.posterior_mean_coef_xt = (1.0 - prev) * np.sqrt(1.0 - betas) / (1.0 - alphas_cumprod)
+
+    # -- helpers
+    @staticmethod
+    def _at(array: np.ndarray, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """array[t] as a float tensor broadcastable to `like` ([N] -> [N, 1, ..., 1])."""
+        values = torch.from_numpy(array).to(like.device)[t.long()].to(like.dtype)
+        return values.view(-1, *([1] * (like.dim() - 1)))
+
+    def alpha_bar(self, t: int) -> float:
+        """alpha_bar at integer t; t = -1 means the clean data (alpha_bar = 1)."""
+        return 1.0 if t < 0 else float(self.alphas_cumprod[t])
+
+    # -- forward process
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """x_t = sqrt(a_bar_t) x_0 + sqrt(1 - a_bar_t) noise.  x0, noise: [N, ...]; t: [N]."""
+        return (self._at(np.sqrt(self.alphas_cumprod), t, x0) * x0
+                + self._at(np.sqrt(1.0 - self.alphas_cumprod), t, x0) * noise)
+
+    def q_posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor):
+        """Mean and variance of q(x_{t-1} | x_t, x_0)."""
+        mean = self._at(self.posterior_mean_coef_x0, t, x_t) * x0 + self._at(self.posterior_mean_coef_xt, t, x_t) * x_t
+        return mean, self._at(self.posterior_variance, t, x_t)
+
+    def eps_from_x0(self, x_t, t, x0):
+        return (x_t - self._at(np.sqrt(self.alphas_cumprod), t, x_t) * x0) / self._at(
+            np.sqrt(1.0 - self.alphas_cumprod), t, x_t)
+
+    def x0_from_eps(self, x_t, t, eps):
+        return (x_t - self._at(np.sqrt(1.0 - self.alphas_cumprod), t, x_t) * eps) / self._at(
+            np.sqrt(self.alphas_cumprod), t, x_t)
+
+    def predict(self, model_fn: ModelFn, x_t: torch.Tensor, t: torch.Tensor,
+                clip_x0: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x0_pred, eps_pred) from one model call; x0 optionally clamped to [-c, c]
+        (eps then recomputed so the pair stays consistent)."""
+        out = model_fn(x_t, t)
+        if self.prediction == "eps":
+            eps, x0 = out, self.x0_from_eps(x_t, t, out)
+        else:
+            x0, eps = out, self.eps_from_x0(x_t, t, out)
+        if clip_x0 is not None:
+            x0 = x0.clamp(-clip_x0, clip_x0)
+            eps = self.eps_from_x0(x_t, t, x0)
+        return x0, eps
+
+    # -- training
+    def training_loss(self, model_fn: ModelFn, x0: torch.Tensor, generator: torch.Generator | None = None,
+                      t: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """MSE between the model output and its target (epsilon, or x_0 for prediction='x0'),
+        at uniformly drawn timesteps. Returns a scalar."""
+        n = x0.shape[0]
+        if t is None:
+            t = torch.randint(0, self.num_steps, (n,), generator=generator).to(x0.device)
+        if noise is None:
+            noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+        x_t = self.q_sample(x0, t, noise)
+        target = noise if self.prediction == "eps" else x0
+        return ((model_fn(x_t, t) - target) ** 2).mean()
+
+    # -- sampling
+    def ddpm_sample(self, model_fn: ModelFn, shape=None, x_T: torch.Tensor | None = None,
+                    generator: torch.Generator | None = None, noises: list | None = None,
+                    clip_x0: float | None = None, progress: bool = False) -> torch.Tensor:
+        """Ancestral sampling through all T steps of the posterior q(x_{t-1} | x_t, x0_pred)."""
+        x = _initial(x_T, shape, generator)
+        for i, step in enumerate(tqdm(range(self.num_steps - 1, -1, -1), disable=not progress, desc="ddpm")):
+            t = torch.full((x.shape[0],), step, dtype=torch.long, device=x.device)
+            x0, _ = self.predict(model_fn, x, t, clip_x0)
+            mean, var = self.q_posterior(x0, x, t)
+            if step == 0:
+                x = mean
+            else:
+                z = noises[i] if noises is not None else torch.randn(x.shape, generator=generator).to(x.device)
+                x = mean + var.sqrt() * z
+        return x
+
+    def ddim_step(self, x_t: torch.Tensor, x0: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int,
+                  eta: float = 0.0, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """One DDIM update from t to t_prev < t (t_prev = -1: to the data), eq. 12 of Song et al.:
+        x_prev = sqrt(a_prev) x0 + sqrt(1 - a_prev - sigma^2) eps + sigma z,
+        sigma = eta sqrt((1 - a_prev) / (1 - a_t)) sqrt(1 - a_t / a_prev)."""
+        a_t, a_prev = self.alpha_bar(t), self.alpha_bar(t_prev)
+        sigma = eta * math.sqrt((1 - a_prev) / (1 - a_t)) * math.sqrt(1 - a_t / a_prev)
+        x_prev = math.sqrt(a_prev) * x0 + math.sqrt(max(1 - a_prev - sigma ** 2, 0.0)) * eps
+        if sigma > 0:
+            if noise is None:
+                raise ValueError("ddim_step with eta > 0 needs noise")
+            x_prev = x_prev + sigma * noise
+        return x_prev
+
+    def ddim_sample(self, model_fn: ModelFn, shape=None, x_T: torch.Tensor | None = None, steps: int = 50,
+                    eta: float = 0.0, generator: torch.Generator | None = None, noises: list | None = None,
+                    clip_x0: float | None = None, progress: bool = False) -> torch.Tensor:
+        """DDIM sampling with `steps` strided steps; eta = 0 is deterministic given x_T,
+        eta = 1 matches DDPM's posterior variance."""
+        x = _initial(x_T, shape, generator)
+        ts = ddim_timesteps(self.num_steps, steps)
+        pairs = list(zip(ts[::-1], ts[::-1][1:] + [-1]))
+        for i, (t, t_prev) in enumerate(tqdm(pairs, disable=not progress, desc="ddim")):
+            tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+            x0, eps = self.predict(model_fn, x, tt, clip_x0)
+            if t_prev < 0:
+                x = x0  # the last step lands on the prediction itself
+                break
+            noise = None
+            if eta > 0:
+                noise = noises[i] if noises is not None else torch.randn(x.shape, generator=generator).to(x.device)
+            x = self.ddim_step(x, x0, eps, t, t_prev, eta, noise)
+        return x
+
+    def ddim_invert(self, model_fn: ModelFn, x0: torch.Tensor, steps: int = 50, eta: float = 0.0,
+                    refine: int = 0, progress: bool = False) -> torch.Tensor:
+        """Run the eta = 0 DDIM ODE forwards, data -> x_T, so ddim_sample(x_T=...) returns x0.
+
+        refine = 0: naive inversion (epsilon evaluated at the current point, one model call
+        per step). refine = k > 0: k fixed-point iterations per step, solving for the x_next
+        whose DDIM step lands exactly on x_t (1 + k model calls per step).
+        """
+        assert eta == 0.0, "DDIM inversion is only defined for the deterministic sampler (eta = 0)"
+        ts = ddim_timesteps(self.num_steps, steps)
+        # the sampler's last step maps x_{t0} to its x0 prediction, so the first inverse
+        # step goes from the data (t = -1, alpha_bar = 1) to t0
+        x = x0
+        path = [(-1, ts[0])] + list(zip(ts, ts[1:]))
+        for t, t_next in tqdm(path, disable=not progress, desc="ddim inversion"):
+            x = self._invert_step(model_fn, x, t, t_next, refine)
+        return x
+
+    def _invert_step(self, model_fn, x_t, t, t_next, refine):
+        a_t, a_next = self.alpha_bar(t), self.alpha_bar(t_next)
+        n = x_t.shape[0]
+
+        def eps_at(point, when):
+            tt = torch.full((n,), when, dtype=torch.long, device=x_t.device)
+            return self.predict(model_fn, point, tt)[1]
+
+        # naive: epsilon at the current point (from the data, t = -1, at t_next's noise level)
+        eps = eps_at(x_t, t if t >= 0 else t_next)
+        x_next = self._ddim_forward(x_t, eps, a_t, a_next)
+        for _ in range(refine):
+            # fixed point of: the DDIM step from x_next with eps(x_next) lands on x_t
+            x_next = self._ddim_forward(x_t, eps_at(x_next, t_next), a_t, a_next)
+        return x_next
+
+    @staticmethod
+    def _ddim_forward(x_t, eps, a_t, a_next):
+        x0 = (x_t - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
+        return math.sqrt(a_next) * x0 + math.sqrt(1 - a_next) * eps
+
+
+def _initial(x_T, shape, generator) -> torch.Tensor:
+    if x_T is not None:
+        return x_T
+    if shape is None:
+        raise ValueError("pass either x_T or a shape to draw it from")
+    return torch.randn(tuple(shape), generator=generator)
+
+
+def guided(model_fn_cond: ModelFn, model_fn_uncond: ModelFn, scale: float) -> ModelFn:
+    """Classifier-free guidance: out = uncond + scale * (cond - uncond). scale = 1 is the
+    conditional model, 0 the unconditional one."""
+
+    def fn(x, t):
+        if scale == 1.0:
+            return model_fn_cond(x, t)
+        cond, uncond = model_fn_cond(x, t), model_fn_uncond(x, t)
+        return uncond + scale * (cond - uncond)
+
+    return fn
