@@ -18,6 +18,7 @@ import torch
 from unclip_lib import ShapesWorld, load_clip, load_evaluator
 from unclip_lib.checkpoints import read_metadata, shipped_path
 from unclip_lib.evaluate import attribute_accuracy, scene_accuracy, zero_shot_accuracy
+from unclip_lib.images import resize
 
 KEYS = ("shape", "color", "size", "position")
 
@@ -37,10 +38,67 @@ def render_rate(n: int = 2000) -> float:
     return rate
 
 
+def decoder_section(seed: int, n: int) -> list[str]:
+    """Reconstruction from z_i, diversity, inversion, upsamplers, speed."""
+    from unclip_lib.evaluate import pixel_diversity, psnr
+    from unclip_lib.pipeline import load_unclip
+
+    pipe = load_unclip("shapes")
+    ev = load_evaluator("shapes")
+    d = pipe.defaults
+    out = ["", f"Decoder: reconstruction from z_i alone (fresh x_T, {d.decoder_steps} DDIM steps, "
+           f"guidance {d.decoder_guidance}), {n} fresh one-object images, judged by the evaluator "
+           "against the evaluator's reading of the source:", ""]
+    batch = ShapesWorld(seed=seed).sample(n, objects=1, resolution=64)
+    z_i = pipe.clip.encode_image(batch.images)
+    truth = ev.predict(batch.images, objects=1)
+    samples = torch.stack([pipe.decode(z_i, seed=seed + k, upsample=False) for k in range(2)])
+    acc = attribute_accuracy(ev.predict(samples[0], objects=1), truth)
+    out += ["| shape | colour | size | position | all four |", "|---|---|---|---|---|",
+            "| " + " | ".join(f"{acc[k]:.1%}" for k in KEYS + ("all",)) + " |", ""]
+    source = resize(batch.images, 32)
+    out.append(f"Pixel diversity (RMS distance, 32 px): between two decodings of the same z_i "
+               f"{pixel_diversity(samples):.3f}; between a decoding and its source "
+               f"{pixel_diversity(torch.stack([samples[0], source])):.3f}.")
+
+    m = min(n, 64)
+    base = ShapesWorld(seed=seed + 5).sample(m, objects=1, resolution=32)
+    z = pipe.clip.encode_image(ShapesWorld(seed=seed + 5).render(base.attributes, 64, details=base.details))
+    out += ["", f"DDIM inversion at 32 px, {d.inversion_steps} steps, guidance {d.decoder_guidance}, {m} images:",
+            "", "| method | model calls per image | PSNR |", "|---|---|---|"]
+    for refine in (0, d.inversion_refine):
+        x_T = pipe.invert(base.images, z_i=z, refine=refine)
+        rec = pipe.decode(z, x_T=x_T, eta=0.0, upsample=False)
+        calls = (d.inversion_steps * (1 + refine) + d.inversion_steps) * 2
+        name = "naive DDIM inversion" if refine == 0 else f"fixed-point refined ({refine} iterations/step)"
+        out.append(f"| {name} | {calls} (inversion + decoding, x2 for guidance) | {psnr(rec, base.images):.1f} dB |")
+
+    from unclip_lib.train import upsampler_validation
+    out += ["", "Upsamplers on held-out renders (input: the true low-res render, degraded as in training):", "",
+            "| stage | steps | PSNR | bicubic PSNR |", "|---|---|---|---|"]
+    for up, steps, (lo, hi, deg) in zip(pipe.upsamplers, d.upsampler_steps, ((32, 64, "blur"), (64, 128, "bsr"))):
+        r = upsampler_validation(up, lo, hi, deg, n=m, steps=steps, seed=seed + 9)
+        out.append(f"| {lo} -> {hi} ({deg}) | {steps} | {r['psnr']:.2f} dB | {r['bicubic_psnr']:.2f} dB |")
+    full = pipe.decode(z_i[:200], seed=seed)
+    facc = attribute_accuracy(ev.predict(full, objects=1), truth[:200])
+    out.append(f"\nFull-resolution (128 px) decodings classified as their source: "
+               + ", ".join(f"{k} {facc[k]:.1%}" for k in KEYS) + ".")
+
+    z16 = z_i[:16]
+    pipe.decode(z16[:2], seed=0)
+    t = time.perf_counter()
+    pipe.decode(z16, seed=0)
+    sec = time.perf_counter() - t
+    out.append(f"\nSpeed: 16 images at 128 px (base {d.decoder_steps} steps with guidance, upsamplers "
+               f"{d.upsampler_steps[0]} + {d.upsampler_steps[1]} steps) in {sec:.1f} s.")
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--seed", type=int, default=int(time.time()) % 100_000)
     p.add_argument("-n", type=int, default=1000)
+    p.add_argument("--decoder", action="store_true", help="also measure the decoder stack")
     args = p.parse_args()
     out = [f"Measured on {machine()}; `python scripts/bench.py --seed {args.seed}`.", ""]
     out.append(f"- Rendering: {render_rate():,.0f} images/s at 64 px on one core (one-object scenes).")
@@ -71,6 +129,8 @@ def main() -> None:
     emeta = read_metadata(shipped_path("evaluator/shapes"))["extra"]
     out.append(f"\nEvaluator training: {emeta['train']['steps']} steps of batch "
                f"{emeta['train']['batch_size']}, {emeta.get('session_seconds', 0) / 60:.0f} CPU-minutes.")
+    if args.decoder:
+        out += decoder_section(args.seed, min(args.n, 500))
     print("\n".join(out))
 
 

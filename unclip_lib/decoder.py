@@ -275,18 +275,13 @@ def drop_conditions(z_i: torch.Tensor, text: torch.Tensor, generator: torch.Gene
 
 # ----------------------------------------------------------------------------- samplers
 
-class DiffusionDecoder(nn.Module):
-    """The decoder P(x | z_i, y): a UNet plus its diffusion, with guided sampling and
-    inversion. Images in and out in [0, 1]; z_i [N, clip_dim]; caption tokens from CLIP.
+class _DiffusionModel(nn.Module):
+    """A UNet and the diffusion process it reverses.
 
-    Guidance with two dropped conditions (z_i and caption), three model calls per step:
-        eps = e(-, -) + s_clip * (e(z, -) - e(-, -)) + s_text * (e(z, y) - e(z, -))
-    With no caption, two calls: eps = e(-) + s_clip * (e(z) - e(-)).
-    """
+    The linear schedule, not the cosine one: the cosine schedule's last step has
+    alpha_bar ~ 2e-9, which makes the top DDIM step (and so inversion) ill-conditioned:
+    sqrt(alpha_bar_T / alpha_bar_prev) is 1.6e-3 at 50 steps, against 0.82 for linear."""
 
-    # The linear schedule, not the cosine one: the cosine schedule's last step has
-    # alpha_bar ~ 2e-9, which makes the top DDIM step (and so inversion) ill-conditioned:
-    # sqrt(alpha_bar_T / alpha_bar_prev) is 1.6e-3 at 50 steps, against 0.82 for linear.
     def __init__(self, unet: UNet, schedule: str = "linear", num_steps: int = 1000):
         super().__init__()
         from .diffusion import GaussianDiffusion
@@ -297,6 +292,16 @@ class DiffusionDecoder(nn.Module):
     @property
     def resolution(self) -> int:
         return self.unet.config.resolution
+
+
+class DiffusionDecoder(_DiffusionModel):
+    """The decoder P(x | z_i, y): a UNet plus its diffusion, with guided sampling and
+    inversion. Images in and out in [0, 1]; z_i [N, clip_dim]; caption tokens from CLIP.
+
+    Guidance with two dropped conditions (z_i and caption), three model calls per step:
+        eps = e(-, -) + s_clip * (e(z, -) - e(-, -)) + s_text * (e(z, y) - e(z, -))
+    With no caption, two calls: eps = e(-) + s_clip * (e(z) - e(-)).
+    """
 
     def model_fn(self, z_i: torch.Tensor | None, text=None, text_mask=None,
                  guidance_clip: float = 1.0, guidance_text: float = 1.0):
@@ -369,20 +374,9 @@ class DiffusionDecoder(nn.Module):
         return self.diffusion.training_loss(fn, images * 2 - 1, generator)
 
 
-class DiffusionUpsampler(nn.Module):
+class DiffusionUpsampler(_DiffusionModel):
     """A diffusion upsampler P(x_high | x_low): a UNet conditioned on the bicubic-upsampled
     low-resolution image. Images in and out in [0, 1]."""
-
-    def __init__(self, unet: UNet, schedule: str = "linear", num_steps: int = 1000):
-        super().__init__()
-        from .diffusion import GaussianDiffusion
-
-        self.unet = unet
-        self.diffusion = GaussianDiffusion(schedule, num_steps, prediction="eps")
-
-    @property
-    def resolution(self) -> int:
-        return self.unet.config.resolution
 
     @staticmethod
     def condition(low_res: torch.Tensor, size: int) -> torch.Tensor:

@@ -212,3 +212,20 @@ def zero_shot_accuracy(clip, images, attributes: list[dict], split: str = "all")
     acc = attribute_accuracy(best, attributes)
     acc["exact"] = acc.pop("all")
     return acc
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Peak signal-to-noise ratio (dB) between two batches in [0, 1] (over all pixels)."""
+    mse = ((a.float() - b.float()) ** 2).mean().item()
+    return float("inf") if mse == 0 else 10 * float(np.log10(1.0 / mse))
+
+
+def pixel_diversity(samples: torch.Tensor) -> float:
+    """Mean RMS pixel distance between samples of the same condition.
+    samples: [S, N, 3, H, W] (S samples for each of N conditions), in [0, 1]."""
+    s = samples.shape[0]
+    if s < 2:
+        raise ValueError("pixel_diversity needs at least two samples per condition")
+    dists = [((samples[i] - samples[j]) ** 2).flatten(1).mean(1).sqrt()
+             for i in range(s) for j in range(i + 1, s)]
+    return float(torch.stack(dists).mean())
