@@ -113,7 +113,7 @@ def main() -> None:
     for name, acc, n in (("fresh, one object", zs, args.n), ("held-out shape x colour", zh, args.n // 2)):
         out.append(f"| {name} ({n}) | " + " | ".join(f"{acc[k]:.1%}" for k in KEYS) + f" | {acc['exact']:.1%} |")
     out.append(f"\nCLIP training: {meta['train']['steps']} steps of batch {meta['train']['batch_size']}, "
-               f"{meta.get('session_seconds', 0) / 60:.0f} CPU-minutes (wall clock, 2 cores).")
+               f"{meta.get('train_seconds', meta.get('session_seconds', 0)) / 60:.0f} CPU-minutes (wall clock, 2 cores).")
 
     ev = load_evaluator("shapes")
     out += ["", "Attribute evaluator on fresh renders (all combinations, 30% with a word):", "",
@@ -128,7 +128,7 @@ def main() -> None:
                 f"{acc[k]:.1%}" for k in KEYS + ("background", "word")) + " |")
     emeta = read_metadata(shipped_path("evaluator/shapes"))["extra"]
     out.append(f"\nEvaluator training: {emeta['train']['steps']} steps of batch "
-               f"{emeta['train']['batch_size']}, {emeta.get('session_seconds', 0) / 60:.0f} CPU-minutes.")
+               f"{emeta['train']['batch_size']}, {emeta.get('train_seconds', meta.get('session_seconds', 0)) / 60:.0f} CPU-minutes.")
     if args.decoder:
         out += decoder_section(args.seed, min(args.n, 500))
     print("\n".join(out))

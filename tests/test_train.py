@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from unclip_lib.checkpoints import CheckpointError, read_metadata
-from unclip_lib.train import TrainConfig, fit, lr_at, train_clip, trained_weights
+from unclip_lib.train import TrainConfig, fit, lr_at, run_seconds, train_clip, trained_weights
 
 
 def _toy(seed=0):
@@ -51,6 +51,16 @@ def test_resume_refuses_another_config(tmp_path):
     fit(_toy(), _batch, _loss, cfg, tmp_path, "toy", {"w": 1}, desc="a")
     with pytest.raises(CheckpointError, match="another model config"):
         fit(_toy(), _batch, _loss, cfg, tmp_path, "toy", {"w": 2}, desc="a")
+
+
+def test_resume_accepts_its_own_config_and_sums_the_time(tmp_path):
+    # configs hold tuples (UNet channel multipliers); stored as JSON they come back as lists
+    config = {"mults": (1, 2), "name": "toy"}
+    fit(_toy(), _batch, _loss, TrainConfig(steps=2, checkpoint_every=1), tmp_path, "toy", config)
+    first = run_seconds(tmp_path)
+    fit(_toy(), _batch, _loss, TrainConfig(steps=4, checkpoint_every=1), tmp_path, "toy", config)
+    assert read_metadata(tmp_path / "checkpoint.safetensors")["extra"]["step"] == 4
+    assert run_seconds(tmp_path) >= first
 
 
 def test_learning_rate_schedule():

@@ -91,9 +91,9 @@ def fit(model: nn.Module, make_batch: Callable[[int], object],
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
     ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema > 0 else None
-    start = 0
+    start, seconds_before = 0, 0.0
     if ckpt_path.exists():
-        start = _resume(ckpt_path, model, ema, opt, kind, model_config, cfg)
+        start, seconds_before = _resume(ckpt_path, model, ema, opt, kind, model_config, cfg)
         print(f"resumed {ckpt_path} at step {start}/{cfg.steps}")
     (run_dir / "train_config.json").write_text(json.dumps(
         {"train": asdict(cfg), "model": model_config, "kind": kind}, indent=2))
@@ -114,7 +114,8 @@ def fit(model: nn.Module, make_batch: Callable[[int], object],
             nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
         if ema is not None:
-            _ema_update(ema, model, cfg.ema)
+            # warm-up: early on the average would be dominated by the random initialisation
+            _ema_update(ema, model, min(cfg.ema, (1 + step) / (10 + step)))
         running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.steps:
@@ -123,7 +124,8 @@ def fit(model: nn.Module, make_batch: Callable[[int], object],
                                   "seconds": round(time.time() - t0, 2)}) + "\n")
             log.flush()
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            _save(ckpt_path, model, ema, opt, done, kind, model_config, cfg)
+            _save(ckpt_path, model, ema, opt, done, kind, model_config, cfg,
+                  seconds_before + time.time() - t0)
             if on_checkpoint is not None:
                 was_training = model.training
                 figures = on_checkpoint(done, ema if ema is not None else model)
@@ -145,7 +147,7 @@ def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
             e.copy_(b)
 
 
-def _save(path, model, ema, opt, step, kind, model_config, cfg) -> None:
+def _save(path, model, ema, opt, step, kind, model_config, cfg, seconds: float) -> None:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     if ema is not None:
         tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
@@ -153,12 +155,13 @@ def _save(path, model, ema, opt, step, kind, model_config, cfg) -> None:
     tensors.update(opt_tensors)
     groups = [{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]} for g in groups]
     save_checkpoint(path, tensors, f"run/{kind}", model_config,
-                    {"step": step, "param_groups": groups, "train": asdict(cfg)}, write_json=False)
+                    {"step": step, "param_groups": groups, "train": asdict(cfg),
+                     "train_seconds": round(seconds, 1)}, write_json=False)
 
 
 def _resume(path, model, ema, opt, kind, model_config, cfg) -> int:
     tensors, config, extra = load_checkpoint(path, f"run/{kind}")
-    if config != model_config:
+    if config != json.loads(json.dumps(model_config)):  # as stored: tuples come back as lists
         raise CheckpointError(f"{path} was written for another model config:\n  file:  {config}\n"
                               f"  asked: {model_config}\nuse a fresh --run-dir or delete the file")
     load_state_into(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(path))
@@ -166,7 +169,14 @@ def _resume(path, model, ema, opt, kind, model_config, cfg) -> int:
         ema_state = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
         load_state_into(ema, ema_state or dict(model.state_dict()), str(path))
     _restore_optimizer(opt, tensors, extra["param_groups"])
-    return int(extra["step"])
+    return int(extra["step"]), float(extra.get("train_seconds", 0.0))
+
+
+def run_seconds(run_dir: str | Path) -> int:
+    """Wall-clock seconds a run has trained so far, summed over all its resumed sessions."""
+    from .checkpoints import read_metadata
+
+    return round(read_metadata(Path(run_dir) / "checkpoint.safetensors")["extra"].get("train_seconds", 0))
 
 
 def trained_weights(run_dir: str | Path, kind: str, prefer_ema: bool = True) -> dict[str, torch.Tensor]:
@@ -253,12 +263,11 @@ def train_clip(run_dir: str | Path = "runs/clip", preset: str = "shapes", cfg: T
         return {k: round(v, 4) for k, v in zero_shot_accuracy(model, val.images, val.attributes).items()}
 
     make_batch = Prefetcher(ClipBatch(cfg.seed, cfg.batch_size, clip.image_size), cfg.steps, workers)
-    t0 = time.time()
     clip, _ = fit(clip, make_batch, loss_fn, cfg, run_dir, "clip", model_config, desc="clip",
                   on_checkpoint=on_checkpoint)
     if export:
         export_weights(clip, export, "clip", model_config,
-                       {"train": asdict(cfg), "preset": preset, "session_seconds": round(time.time() - t0)})
+                       {"train": asdict(cfg), "preset": preset, "train_seconds": run_seconds(run_dir)})
     return clip
 
 
@@ -324,12 +333,11 @@ def train_evaluator(run_dir: str | Path = "runs/evaluator", cfg: TrainConfig | N
                 for b in val}
 
     make_batch = Prefetcher(EvaluatorBatch(cfg.seed, cfg.batch_size), cfg.steps, workers)
-    t0 = time.time()
     net, _ = fit(net, make_batch, loss_fn, cfg, run_dir, "evaluator", asdict(config), desc="evaluator",
                  on_checkpoint=on_checkpoint)
     if export:
         export_weights(net, export, "evaluator", asdict(config),
-                       {"train": asdict(cfg), "session_seconds": round(time.time() - t0)})
+                       {"train": asdict(cfg), "train_seconds": run_seconds(run_dir)})
     return Evaluator(net)
 
 
@@ -405,13 +413,12 @@ def train_decoder(run_dir: str | Path = "runs/decoder", preset: str = "base32", 
         return decoder_validation(model, clip, evaluator, n=validate)
 
     make_batch = Prefetcher(DecoderBatch(cfg.seed, cfg.batch_size, config.resolution, clip), cfg.steps, workers)
-    t0 = time.time()
     decoder, ema = fit(decoder, make_batch, loss_fn, cfg, run_dir, "decoder", model_config, desc="decoder",
                        on_checkpoint=on_checkpoint)
     final = ema if ema is not None else decoder
     if export:
         export_weights(final, export, "decoder", model_config,
-                       {"train": asdict(cfg), "preset": preset, "session_seconds": round(time.time() - t0)})
+                       {"train": asdict(cfg), "preset": preset, "train_seconds": run_seconds(run_dir)})
     return final
 
 
@@ -476,6 +483,7 @@ def train_upsampler(stage: str = "up64", run_dir: str | Path | None = None, cfg:
     from .decoder import UPSAMPLER_PRESETS, DiffusionUpsampler, UNet
 
     low, high, degradation = UPSAMPLER_STAGES[stage]
+    run_dir = run_dir or f"runs/{stage}"
     cfg = cfg or TrainConfig(steps=3000, batch_size=32, lr=1e-3, warmup=100, weight_decay=0.0, ema=0.999)
     config = UPSAMPLER_PRESETS[stage]
     crop = crop or high // 2
@@ -493,11 +501,10 @@ def train_upsampler(stage: str = "up64", run_dir: str | Path | None = None, cfg:
         return upsampler_validation(model, low, high, degradation)
 
     make_batch = Prefetcher(UpsamplerBatch(cfg.seed, cfg.batch_size, low, high, crop, degradation), cfg.steps, workers)
-    t0 = time.time()
-    upsampler, ema = fit(upsampler, make_batch, loss_fn, cfg, run_dir or f"runs/{stage}", "upsampler",
+    upsampler, ema = fit(upsampler, make_batch, loss_fn, cfg, run_dir, "upsampler",
                          model_config, desc=stage, on_checkpoint=on_checkpoint)
     final = ema if ema is not None else upsampler
     if export:
         export_weights(final, export, "upsampler", model_config,
-                       {"train": asdict(cfg), "stage": stage, "session_seconds": round(time.time() - t0)})
+                       {"train": asdict(cfg), "stage": stage, "train_seconds": run_seconds(run_dir)})
     return final
