@@ -13,9 +13,9 @@ TINY = UNetConfig(resolution=16, base_channels=16, channel_mults=(1, 2), num_res
                   attn_resolutions=(8,), head_channels=16)
 
 
-def _random_decoder(seed=0, scale=0.02):
+def _random_decoder(seed=0, scale=0.02, prediction="v"):
     torch.manual_seed(seed)
-    dec = DiffusionDecoder(UNet(TINY)).eval()
+    dec = DiffusionDecoder(UNet(TINY), prediction=prediction).eval()
     with torch.no_grad():  # zero-initialised output layers would make eps == 0: perturb them
         for name, p in dec.named_parameters():
             if p.abs().sum() == 0 and "null" not in name:
@@ -67,8 +67,8 @@ def test_guidance_combines_the_three_predictions():
 
 
 class AnalyticUNet(torch.nn.Module):
-    """The exact epsilon predictor for data ~ N(mu(z), s^2), with the UNet's signature:
-    a decoder whose optimum is known, to test sampling and inversion plumbing."""
+    """The exact epsilon (or v) predictor for data ~ N(mu(z), s^2), with the UNet's
+    signature: a decoder whose optimum is known, to test sampling and inversion plumbing."""
 
     config = TINY
 
@@ -76,6 +76,7 @@ class AnalyticUNet(torch.nn.Module):
         super().__init__()
         self.a = torch.from_numpy(diffusion.alphas_cumprod).float()
         self.s = s
+        self.prediction = diffusion.prediction
 
     def forward(self, x, t, z_i=None, clip_keep=None, **_):
         mu = torch.zeros(x.shape[0]) if z_i is None else 0.3 * torch.tanh(z_i[:, 0])
@@ -83,13 +84,16 @@ class AnalyticUNet(torch.nn.Module):
             mu = torch.where(clip_keep, mu, torch.zeros_like(mu))
         a = self.a[t].view(-1, 1, 1, 1)
         mu = mu.view(-1, 1, 1, 1)
-        return (1 - a).sqrt() * (x - a.sqrt() * mu) / (a * self.s ** 2 + 1 - a)
+        eps = (1 - a).sqrt() * (x - a.sqrt() * mu) / (a * self.s ** 2 + 1 - a)
+        # v = sqrt(a) eps - sqrt(1 - a) x0 with x0 = (x - sqrt(1 - a) eps) / sqrt(a)
+        return eps if self.prediction == "eps" else (eps - (1 - a).sqrt() * x) / a.sqrt()
 
 
 @torch.no_grad()
 @pytest.mark.parametrize("guidance", [1.0, 3.0])
-def test_inversion_round_trip_naive_and_refined(guidance):
-    dec = _random_decoder()
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_inversion_round_trip_naive_and_refined(guidance, prediction):
+    dec = _random_decoder(prediction=prediction)
     dec.unet = AnalyticUNet(dec.diffusion)
     g = torch.Generator().manual_seed(3)
     images = (0.5 + 0.25 * torch.randn(4, 3, 16, 16, generator=g)).clamp(0, 1)

@@ -113,3 +113,17 @@ def test_x0_prediction_loss_targets_the_data():
     d = GaussianDiffusion("cosine", 1000, prediction="x0")
     x0 = torch.randn(5, 7)
     assert d.training_loss(lambda x, t: x0, x0, torch.Generator().manual_seed(0)).item() == 0.0
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_v_prediction_recovers_x0_and_eps(schedule):
+    d = GaussianDiffusion(schedule, prediction="v")
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.rand(4, 3, 8, 8, generator=g) * 2 - 1, torch.randn(4, 3, 8, 8, generator=g)
+    t = torch.tensor([0, 250, 700, 999])
+    x_t = d.q_sample(x0, t, noise)
+    v = d.v_target(x0, t, noise)
+    x0_hat, eps_hat = d.predict(lambda x, tt: v, x_t, t)
+    assert torch.allclose(x0_hat, x0, atol=1e-4) and torch.allclose(eps_hat, noise, atol=1e-4)
+    # the loss is zero for the exact v and grows for a biased one
+    assert d.training_loss(lambda x, tt: d.v_target(x0, tt, noise), x0, t=t, noise=noise) < 1e-10

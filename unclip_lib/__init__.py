@@ -8,8 +8,9 @@
 """
 from .clip import Clip, ClipConfig, load_clip, new_clip
 from .evaluate import Evaluator, load_evaluator
+from .pipeline import UnCLIP, load_unclip
 from .world import Batch, ShapesDataset, ShapesWorld
 
-__all__ = ["Batch", "Clip", "ClipConfig", "Evaluator", "ShapesDataset", "ShapesWorld",
-           "load_clip", "load_evaluator", "new_clip"]
+__all__ = ["Batch", "Clip", "ClipConfig", "Evaluator", "ShapesDataset", "ShapesWorld", "UnCLIP",
+           "load_clip", "load_evaluator", "load_unclip", "new_clip"]
 __version__ = "0.1.0"

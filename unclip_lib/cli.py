@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     p = tsub.add_parser("evaluator", help="attribute evaluator on ground truth")
     _train_args(p, steps=1500, batch=128, lr=2e-3)
     p = tsub.add_parser("decoder", help="CLIP-conditioned base decoder (needs the shipped CLIP)")
-    _train_args(p, steps=4000, batch=64, lr=1e-3)
+    _train_args(p, steps=3000, batch=64, lr=1e-3)
     p.add_argument("--preset", default="base32")
     p.add_argument("--validate", type=int, default=100, help="images decoded at each validation (0: none)")
     p = tsub.add_parser("upsampler", help="a diffusion upsampler stage")

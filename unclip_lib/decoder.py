@@ -284,14 +284,19 @@ class _DiffusionModel(nn.Module):
 
     The linear schedule, not the cosine one: the cosine schedule's last step has
     alpha_bar ~ 2e-9, which makes the top DDIM step (and so inversion) ill-conditioned:
-    sqrt(alpha_bar_T / alpha_bar_prev) is 1.6e-3 at 50 steps, against 0.82 for linear."""
+    sqrt(alpha_bar_T / alpha_bar_prev) is 1.6e-3 at 50 steps, against 0.82 for linear.
 
-    def __init__(self, unet: UNet, schedule: str = "linear", num_steps: int = 1000):
+    The UNet predicts v = sqrt(a) eps - sqrt(1 - a) x0 (Salimans & Ho), not eps: at high
+    noise x0 = (x_t - sqrt(1 - a) eps) / sqrt(a) multiplies any error of an eps model by
+    up to 1/sqrt(a_T) = 158, and our first eps decoder (1000 steps) sampled saturated
+    colour fields because of it; from v, x0 = sqrt(a) x_t - sqrt(1 - a) v is well-conditioned."""
+
+    def __init__(self, unet: UNet, schedule: str = "linear", num_steps: int = 1000, prediction: str = "v"):
         super().__init__()
         from .diffusion import GaussianDiffusion
 
         self.unet = unet
-        self.diffusion = GaussianDiffusion(schedule, num_steps, prediction="eps")
+        self.diffusion = GaussianDiffusion(schedule, num_steps, prediction=prediction)
 
     @property
     def resolution(self) -> int:
@@ -425,7 +430,8 @@ def load_decoder(name: str = "shapes") -> DiffusionDecoder:
 
     path = name if str(name).endswith(".safetensors") else shipped_path(f"decoder/{name}")
     tensors, config, _ = load_checkpoint(path, "decoder")
-    decoder = DiffusionDecoder(_unet_from(config, path), schedule=config.get("schedule", "linear"))
+    decoder = DiffusionDecoder(_unet_from(config, path), schedule=config.get("schedule", "linear"),
+                               prediction=config.get("prediction", "eps"))
     load_state_into(decoder, tensors, str(path))
     return decoder.eval()
 
@@ -436,6 +442,7 @@ def load_upsampler(name: str) -> DiffusionUpsampler:
 
     path = name if str(name).endswith(".safetensors") else shipped_path(f"upsampler/{name}")
     tensors, config, _ = load_checkpoint(path, "upsampler")
-    upsampler = DiffusionUpsampler(_unet_from(config, path), schedule=config.get("schedule", "linear"))
+    upsampler = DiffusionUpsampler(_unet_from(config, path), schedule=config.get("schedule", "linear"),
+                                   prediction=config.get("prediction", "eps"))
     load_state_into(upsampler, tensors, str(path))
     return upsampler.eval()

@@ -2,8 +2,9 @@
 
 One implementation serves the decoder, the upsamplers and the diffusion prior. A model is
 any function `model_fn(x_t, t) -> output` where t holds integer timesteps [N] in [0, T)
-and the output is the model's prediction of epsilon (`prediction="eps"`) or of x_0
-(`prediction="x0"`, the diffusion prior). Conditioning and classifier-free guidance are
+and the output is the model's prediction of epsilon (`prediction="eps"`), of x_0
+(`prediction="x0"`, the diffusion prior) or of v = sqrt(a) eps - sqrt(1 - a) x_0
+(`prediction="v"`, the decoder and upsamplers). Conditioning and classifier-free guidance are
 closed over by the caller (see `guided`).
 
 Schedule constants are computed in float64 and cast per use, as in improved-diffusion.
@@ -61,8 +62,8 @@ class GaussianDiffusion:
     """The forward process q(x_t | x_0) and its reversal by a learned model."""
 
     def __init__(self, schedule: str = "cosine", num_steps: int = 1000, prediction: str = "eps"):
-        if prediction not in ("eps", "x0"):
-            raise ValueError(f"prediction must be 'eps' or 'x0', got {prediction!r}")
+        if prediction not in ("eps", "x0", "v"):
+            raise ValueError(f"prediction must be 'eps', 'x0' or 'v', got {prediction!r}")
         self.schedule, self.num_steps, self.prediction = schedule, num_steps, prediction
         betas = make_betas(schedule, num_steps)
         alphas_cumprod = np.cumprod(1.0 - betas)
@@ -102,6 +103,11 @@ class GaussianDiffusion:
         return (x_t - self._at(np.sqrt(self.alphas_cumprod), t, x_t) * x0) / self._at(
             np.sqrt(1.0 - self.alphas_cumprod), t, x_t)
 
+    def v_target(self, x0, t, noise):
+        """v = sqrt(a_bar) eps - sqrt(1 - a_bar) x0 (Salimans & Ho 2022)."""
+        return (self._at(np.sqrt(self.alphas_cumprod), t, x0) * noise
+                - self._at(np.sqrt(1.0 - self.alphas_cumprod), t, x0) * x0)
+
     def x0_from_eps(self, x_t, t, eps):
         return (x_t - self._at(np.sqrt(1.0 - self.alphas_cumprod), t, x_t) * eps) / self._at(
             np.sqrt(self.alphas_cumprod), t, x_t)
@@ -113,6 +119,9 @@ class GaussianDiffusion:
         out = model_fn(x_t, t)
         if self.prediction == "eps":
             eps, x0 = out, self.x0_from_eps(x_t, t, out)
+        elif self.prediction == "v":
+            a, s = self._at(np.sqrt(self.alphas_cumprod), t, x_t), self._at(np.sqrt(1.0 - self.alphas_cumprod), t, x_t)
+            x0, eps = a * x_t - s * out, s * x_t + a * out
         else:
             x0, eps = out, self.eps_from_x0(x_t, t, out)
         if clip_x0 is not None:
@@ -123,7 +132,7 @@ class GaussianDiffusion:
     # -- training
     def training_loss(self, model_fn: ModelFn, x0: torch.Tensor, generator: torch.Generator | None = None,
                       t: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """MSE between the model output and its target (epsilon, or x_0 for prediction='x0'),
+        """MSE between the model output and its target (epsilon, x_0 or v, per `prediction`),
         at uniformly drawn timesteps. Returns a scalar."""
         n = x0.shape[0]
         if t is None:
@@ -131,7 +140,12 @@ class GaussianDiffusion:
         if noise is None:
             noise = torch.randn(x0.shape, generator=generator).to(x0.device)
         x_t = self.q_sample(x0, t, noise)
-        target = noise if self.prediction == "eps" else x0
+        if self.prediction == "eps":
+            target = noise
+        elif self.prediction == "v":
+            target = self.v_target(x0, t, noise)
+        else:
+            target = x0
         return ((model_fn(x_t, t) - target) ** 2).mean()
 
     # -- sampling

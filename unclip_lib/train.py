@@ -396,11 +396,11 @@ def train_decoder(run_dir: str | Path = "runs/decoder", preset: str = "base32", 
     from .decoder import DECODER_PRESETS, DiffusionDecoder, UNet
     from .evaluate import load_evaluator
 
-    cfg = cfg or TrainConfig(steps=6000, batch_size=64, lr=1e-3, warmup=200, weight_decay=0.0, ema=0.999)
+    cfg = cfg or TrainConfig(steps=3000, batch_size=64, lr=1e-3, warmup=200, weight_decay=0.0, ema=0.999)
     clip = load_clip("shapes")
     config = DECODER_PRESETS[preset]
     decoder = DiffusionDecoder(UNet(config))
-    model_config = {"unet": asdict(config), "clip": "shapes", "schedule": "linear"}
+    model_config = {"unet": asdict(config), "clip": "shapes", "schedule": "linear", "prediction": "v"}
     evaluator = load_evaluator("shapes") if validate else None
 
     def loss_fn(model, batch, gen):
@@ -489,7 +489,7 @@ def train_upsampler(stage: str = "up64", run_dir: str | Path | None = None, cfg:
     crop = crop or high // 2
     upsampler = DiffusionUpsampler(UNet(config))
     model_config = {"unet": asdict(config), "low": low, "high": high, "degradation": degradation,
-                    "schedule": "linear"}
+                    "schedule": "linear", "prediction": "v"}
 
     def loss_fn(model, batch, gen):
         hi, lo = batch
