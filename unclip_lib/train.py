@@ -508,3 +508,97 @@ def train_upsampler(stage: str = "up64", run_dir: str | Path | None = None, cfg:
         export_weights(final, export, "upsampler", model_config,
                        {"train": asdict(cfg), "stage": stage, "train_seconds": run_seconds(run_dir)})
     return final
+
+
+# ----------------------------------------------------------------------------- priors
+
+class PriorBatch:
+    """Prior training batch of step s: (z_i [B,D], caption token encodings [B,L,W], token
+    mask [B,L], z_t [B,D]); z_i from the frozen CLIP on the scene's image, z_t and the
+    tokens from one of the scene's captions."""
+
+    def __init__(self, seed: int, batch_size: int, clip, two_object_share: float = 0.25):
+        self.seed, self.batch_size, self.clip, self.two = seed, batch_size, clip, two_object_share
+
+    def scenes(self, step: int):
+        import numpy as np
+
+        from .world import ShapesWorld, render_scene
+
+        rng = np.random.default_rng([self.seed, step, 17])
+        drawn = [ShapesWorld.draw_scene(rng, 2 if rng.random() < self.two else 1, "train", word_prob=0.25)
+                 for _ in range(self.batch_size)]
+        captions = [ShapesWorld.training_caption(a, rng) for a, _ in drawn]
+        images = torch.from_numpy(np.stack([render_scene(a, self.clip.image_size, d) for a, d in drawn]))
+        return images.permute(0, 3, 1, 2).float() / 255, captions
+
+    def __call__(self, step: int):
+        images, captions = self.scenes(step)
+        with torch.no_grad():
+            z_i = self.clip.encode_image(images)
+            z_t = self.clip.encode_text(captions)
+            text, mask = self.clip.text_tokens(captions)
+        return z_i, text, mask, z_t
+
+
+def fit_prior_quantizer(clip, buckets: int, n: int = 20_000, seed: int = 50_000, keep_variance: float = 0.99):
+    """The autoregressive prior's PCA + buckets, fitted on the z_i of n training scenes."""
+    from .prior import PCAQuantizer
+
+    make = PriorBatch(seed, 500, clip)
+    z_i, z_t = [], []
+    for step in range(n // 500):
+        images, captions = make.scenes(step)
+        z_i.append(clip.encode_image(images))
+        z_t.append(clip.encode_text(captions))
+    return PCAQuantizer.fit(torch.cat(z_i), torch.cat(z_t), buckets, keep_variance=keep_variance)
+
+
+def prior_validation(prior, clip, n: int = 200, seed: int = 60_000) -> dict:
+    """Mean cosine of sampled z_i with the true image's z_i, and the baseline of z_t itself."""
+    make = PriorBatch(seed, n, clip)
+    z_i, text, mask, z_t = make(0)
+    sampled = prior.sample(text, mask, z_t, generator=torch.Generator().manual_seed(seed))
+    return {"cos_sample": round(float((sampled * z_i).sum(-1).mean()), 4),
+            "cos_z_t": round(float((z_t * z_i).sum(-1).mean()), 4)}
+
+
+def train_prior(kind: str = "diffusion", run_dir: str | Path | None = None, preset: str = "shapes",
+                cfg: TrainConfig | None = None, export: str | Path | None = None, workers: int = 1,
+                validate: int = 200):
+    """Train a prior ("diffusion" or "autoregressive") on the shipped CLIP's embeddings."""
+    from .checkpoints import export_weights
+    from .clip import load_clip
+    from .prior import PRIOR_PRESETS, AutoregressivePrior, DiffusionPrior
+
+    if kind not in ("diffusion", "autoregressive"):
+        raise ValueError(f"unknown prior {kind!r}; known: 'diffusion', 'autoregressive'")
+    run_dir = run_dir or f"runs/prior_{kind}"
+    cfg = cfg or TrainConfig(steps=3000, batch_size=256, lr=5e-4, warmup=200, weight_decay=0.01, ema=0.999)
+    clip = load_clip("shapes")
+    config = PRIOR_PRESETS[preset]
+    if kind == "diffusion":
+        prior = DiffusionPrior(config)
+    else:
+        prior = AutoregressivePrior(config, fit_prior_quantizer(clip, config.buckets))
+    model_config = {"prior": asdict(prior.config), "kind": kind, "clip": "shapes"}
+
+    def loss_fn(model, batch, gen):
+        z_i, text, mask, z_t = batch
+        return model.loss(z_i, text, mask, z_t, gen)
+
+    def on_checkpoint(step, model):
+        if not validate or step % 500:
+            return {}
+        model.eval()
+        return prior_validation(model, clip, n=validate)
+
+    make_batch = Prefetcher(PriorBatch(cfg.seed, cfg.batch_size, clip), cfg.steps, workers)
+    prior, ema = fit(prior, make_batch, loss_fn, cfg, run_dir, "prior", model_config, desc=f"{kind} prior",
+                     on_checkpoint=on_checkpoint)
+    final = ema if ema is not None else prior
+    if export:
+        export_weights(final, export, "prior", model_config,
+                       {"train": asdict(cfg), "preset": preset, "train_seconds": run_seconds(run_dir)},
+                       half=False)
+    return final
