@@ -41,21 +41,30 @@ def main(argv: list[str] | None = None) -> int:
     p = tsub.add_parser("upsampler", help="a diffusion upsampler stage")
     _train_args(p, steps=3000, batch=32, lr=1e-3)
     p.add_argument("--stage", choices=["up64", "up128"], required=True)
+    p = tsub.add_parser("prior", help="a prior P(z_i | y) (needs the shipped CLIP)")
+    _train_args(p, steps=3000, batch=256, lr=5e-4)
+    p.add_argument("--kind", choices=["diffusion", "autoregressive"], required=True)
+    p.add_argument("--preset", default="shapes")
     p = sub.add_parser("demo", help="render the demo gallery to a folder")
     p.add_argument("--out", default="outputs")
     p.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
     if args.command == "train":
-        from .train import TrainConfig, train_clip, train_decoder, train_evaluator, train_upsampler
+        from .train import TrainConfig, train_clip, train_decoder, train_evaluator, train_prior, train_upsampler
 
         if args.threads:
             torch.set_num_threads(args.threads)
         cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                           checkpoint_every=args.checkpoint_every)
-        run_dir = args.run_dir or f"runs/{getattr(args, 'stage', args.component)}"
+        run_dir = args.run_dir or f"runs/{getattr(args, 'stage', None) or args.component}"
+        if args.component == "prior":
+            run_dir = args.run_dir or f"runs/prior_{args.kind}"
         if args.component == "clip":
             train_clip(run_dir, args.preset, cfg, export=args.export)
+        elif args.component == "prior":
+            cfg.weight_decay, cfg.ema, cfg.warmup = 0.01, 0.999, 200
+            train_prior(args.kind, run_dir, args.preset, cfg, export=args.export)
         elif args.component == "evaluator":
             cfg.weight_decay = 0.01
             train_evaluator(run_dir, cfg, export=args.export)
