@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="base32")
     p.add_argument("--validate", type=int, default=100, help="images decoded at each validation (0: none)")
     p = tsub.add_parser("upsampler", help="a diffusion upsampler stage")
-    _train_args(p, steps=3000, batch=32, lr=1e-3)
+    _train_args(p, steps=2000, batch=32, lr=1e-3)
     p.add_argument("--stage", choices=["up64", "up128"], required=True)
     p = tsub.add_parser("prior", help="a prior P(z_i | y) (needs the shipped CLIP)")
     _train_args(p, steps=3000, batch=256, lr=5e-4)

@@ -484,7 +484,7 @@ def train_upsampler(stage: str = "up64", run_dir: str | Path | None = None, cfg:
 
     low, high, degradation = UPSAMPLER_STAGES[stage]
     run_dir = run_dir or f"runs/{stage}"
-    cfg = cfg or TrainConfig(steps=3000, batch_size=32, lr=1e-3, warmup=100, weight_decay=0.0, ema=0.999)
+    cfg = cfg or TrainConfig(steps=2000, batch_size=32, lr=1e-3, warmup=100, weight_decay=0.0, ema=0.999)
     config = UPSAMPLER_PRESETS[stage]
     crop = crop or high // 2
     upsampler = DiffusionUpsampler(UNet(config))
