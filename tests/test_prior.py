@@ -118,3 +118,22 @@ def test_bad_prior_inputs_are_refused():
     with pytest.raises(ValueError, match="PCAQuantizer"):
         AutoregressivePrior(MICRO)
     assert "shapes" in PRIOR_PRESETS
+
+
+def test_saved_priors_load_back_identically(tmp_path):
+    from unclip_lib.checkpoints import export_weights
+    from unclip_lib.prior import load_prior
+    from dataclasses import asdict
+
+    z = _embeddings()
+    torch.manual_seed(0)
+    for prior in (DiffusionPrior(MICRO), AutoregressivePrior(MICRO, PCAQuantizer.fit(z, z, MICRO.buckets))):
+        kind = "diffusion" if isinstance(prior, DiffusionPrior) else "autoregressive"
+        path = export_weights(prior, tmp_path / f"{kind}.safetensors", "prior",
+                              {"prior": asdict(prior.config), "kind": kind}, half=False)
+        loaded = load_prior(str(path))
+        text, mask, z_t = _caption()
+        g = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+        kw = {"steps": 4} if kind == "diffusion" else {}
+        assert torch.equal(prior.eval().sample(text, mask, z_t, generator=g(), **kw),
+                           loaded.sample(text, mask, z_t, generator=g(), **kw))

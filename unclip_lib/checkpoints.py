@@ -35,6 +35,8 @@ SHIPPED = {
     "decoder/shapes": ("decoder", "decoder_shapes"),
     "upsampler/up64": ("upsampler", "upsampler_up64"),
     "upsampler/up128": ("upsampler", "upsampler_up128"),
+    "prior/diffusion": ("prior", "prior_diffusion"),
+    "prior/autoregressive": ("prior", "prior_autoregressive"),
 }
 
 

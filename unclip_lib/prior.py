@@ -308,3 +308,20 @@ class AutoregressivePrior(nn.Module):
             probs = (logits / temperature).softmax(-1)
             ids = torch.cat([ids, torch.multinomial(probs, 1, generator=generator)], dim=1)
         return self.quantizer.decode(ids)
+
+
+# ----------------------------------------------------------------------------- loading
+
+def load_prior(name: str = "diffusion") -> DiffusionPrior | AutoregressivePrior:
+    """A shipped prior ("diffusion", "autoregressive") or a prior checkpoint (.safetensors path)."""
+    from .checkpoints import CheckpointError, load_checkpoint, load_state_into, shipped_path
+
+    path = name if str(name).endswith(".safetensors") else shipped_path(f"prior/{name}")
+    tensors, config, _ = load_checkpoint(path, "prior")
+    try:
+        pc, kind = PriorConfig(**config["prior"]), config["kind"]
+    except (TypeError, KeyError) as err:
+        raise CheckpointError(f"{path}: config does not describe a prior ({err})") from err
+    prior = DiffusionPrior(pc) if kind == "diffusion" else AutoregressivePrior(pc)
+    load_state_into(prior, tensors, str(path))
+    return prior.eval()
