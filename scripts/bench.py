@@ -52,16 +52,18 @@ def decoder_section(seed: int, n: int) -> list[str]:
     batch = ShapesWorld(seed=seed).sample(n, objects=1, resolution=64)
     z_i = pipe.clip.encode_image(batch.images)
     truth = ev.predict(batch.images, objects=1)
-    samples = torch.stack([pipe.decode(z_i, seed=seed + k, upsample=False) for k in range(2)])
-    acc = attribute_accuracy(ev.predict(samples[0], objects=1), truth)
+    first = pipe.decode(z_i, seed=seed, upsample=False)
+    acc = attribute_accuracy(ev.predict(first, objects=1), truth)
     out += ["| shape | colour | size | position | all four |", "|---|---|---|---|---|",
             "| " + " | ".join(f"{acc[k]:.1%}" for k in KEYS + ("all",)) + " |", ""]
-    source = resize(batch.images, 32)
-    out.append(f"Pixel diversity (RMS distance, 32 px): between two decodings of the same z_i "
-               f"{pixel_diversity(samples):.3f}; between a decoding and its source "
-               f"{pixel_diversity(torch.stack([samples[0], source])):.3f}.")
+    k = min(n, 100)
+    second = pipe.decode(z_i[:k], seed=seed + 1, upsample=False)
+    source = resize(batch.images[:k], 32)
+    out.append(f"Pixel diversity (RMS distance, 32 px, {k} images): between two decodings of the same z_i "
+               f"(different x_T) {pixel_diversity(torch.stack([first[:k], second])):.3f}; between a decoding "
+               f"and its source {pixel_diversity(torch.stack([first[:k], source])):.3f}.")
 
-    m = min(n, 64)
+    m = min(n, 32)
     base = ShapesWorld(seed=seed + 5).sample(m, objects=1, resolution=32)
     z = pipe.clip.encode_image(ShapesWorld(seed=seed + 5).render(base.attributes, 64, details=base.details))
     out += ["", f"DDIM inversion at 32 px, {d.inversion_steps} steps, guidance {d.decoder_guidance}, {m} images:",
@@ -79,9 +81,9 @@ def decoder_section(seed: int, n: int) -> list[str]:
     for up, steps, (lo, hi, deg) in zip(pipe.upsamplers, d.upsampler_steps, ((32, 64, "blur"), (64, 128, "bsr"))):
         r = upsampler_validation(up, lo, hi, deg, n=m, steps=steps, seed=seed + 9)
         out.append(f"| {lo} -> {hi} ({deg}) | {steps} | {r['psnr']:.2f} dB | {r['bicubic_psnr']:.2f} dB |")
-    full = pipe.decode(z_i[:200], seed=seed)
-    facc = attribute_accuracy(ev.predict(full, objects=1), truth[:200])
-    out.append(f"\nFull-resolution (128 px) decodings classified as their source: "
+    full = pipe.decode(z_i[:100], seed=seed)
+    facc = attribute_accuracy(ev.predict(full, objects=1), truth[:100])
+    out.append(f"\nFull-resolution (128 px) decodings of 100 images, attributes kept from the source: "
                + ", ".join(f"{k} {facc[k]:.1%}" for k in KEYS) + ".")
 
     z16 = z_i[:16]
@@ -91,6 +93,14 @@ def decoder_section(seed: int, n: int) -> list[str]:
     sec = time.perf_counter() - t
     out.append(f"\nSpeed: 16 images at 128 px (base {d.decoder_steps} steps with guidance, upsamplers "
                f"{d.upsampler_steps[0]} + {d.upsampler_steps[1]} steps) in {sec:.1f} s.")
+    out += ["", "| model | parameters | training (shipped weights) |", "|---|---|---|"]
+    for name, module in (("decoder/shapes", pipe.decoder), ("upsampler/up64", pipe.upsamplers[0]),
+                         ("upsampler/up128", pipe.upsamplers[1])):
+        meta = read_metadata(shipped_path(name))["extra"]
+        train = meta["train"]
+        out.append(f"| {name} | {sum(p.numel() for p in module.parameters()) / 1e6:.2f} M | "
+                   f"{train['steps']} steps x batch {train['batch_size']}, "
+                   f"{meta.get('train_seconds', 0) / 60:.0f} min |")
     return out
 
 

@@ -101,6 +101,7 @@ def test_ddim_inversion_round_trip_naive_and_refined():
 
 def test_ddim_timesteps_and_guidance():
     assert ddim_timesteps(1000, 4) == [0, 333, 666, 999]
+    assert ddim_timesteps(1000, 1) == [999]  # one jump from pure noise, not a t=0 call on noise
     with pytest.raises(ValueError):
         ddim_timesteps(10, 20)
     cond, uncond = (lambda x, t: x + 1), (lambda x, t: x)

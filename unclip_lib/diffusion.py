@@ -50,9 +50,12 @@ def make_betas(schedule: str, steps: int) -> np.ndarray:
 
 
 def ddim_timesteps(num_train_steps: int, steps: int) -> list[int]:
-    """`steps` timesteps evenly spread over [0, T), ascending, always starting at 0."""
+    """`steps` timesteps evenly spread over [0, T), ascending, from 0 up to T - 1; a single
+    step is T - 1 (one jump from pure noise to the model's x0 prediction)."""
     if not 1 <= steps <= num_train_steps:
         raise ValueError(f"steps must be in [1, {num_train_steps}], got {steps}")
+    if steps == 1:
+        return [num_train_steps - 1]
     return sorted({int(round(x)) for x in np.linspace(0, num_train_steps - 1, steps)})
 
 
