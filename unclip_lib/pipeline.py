@@ -23,7 +23,7 @@ from .images import as_image_batch, resize
 class SamplingDefaults:
     decoder_steps: int = 25
     decoder_guidance: float = 3.0
-    upsampler_steps: tuple = (8, 8)
+    upsampler_steps: tuple = (4, 2)  # PSNR falls with more steps (sharper samples); see BENCHMARKS.md
     inversion_steps: int = 50
     inversion_refine: int = 3
 
