@@ -26,6 +26,10 @@ class SamplingDefaults:
     upsampler_steps: tuple = (4, 2)  # PSNR falls with more steps (sharper samples); see BENCHMARKS.md
     inversion_steps: int = 50
     inversion_refine: int = 3
+    # inversion (and decoding a given x_T) runs the plain conditional model: guidance
+    # extrapolates between two predictions and makes the DDIM ODE much harder to invert
+    # (naive inversion of 32 px images: ~42 dB at guidance 1 against ~30 dB at 3; BENCHMARKS.md)
+    inversion_guidance: float = 1.0
 
 
 class UnCLIP:
@@ -64,7 +68,7 @@ class UnCLIP:
         """Images from CLIP image embeddings z_i [N, D]: base resolution if upsample=False,
         else through both upsamplers. x_T [N, 3, r, r] fixes the decoder's starting noise;
         a given x_T is decoded with the inversion's step count (it belongs to that DDIM
-        schedule) unless `steps` says otherwise."""
+        schedule) unless `steps` says otherwise, and with the inversion's guidance."""
         z_i = self._check_z(z_i)
         d = self.defaults
         g = torch.Generator().manual_seed(seed)
@@ -73,8 +77,10 @@ class UnCLIP:
             text, mask = self.clip.text_tokens(captions)
         exact = x_T is not None and eta == 0.0  # a given x_T: keep the sampler invertible
         steps = steps or (d.inversion_steps if x_T is not None else d.decoder_steps)
+        if guidance is None:
+            guidance = d.inversion_guidance if x_T is not None else d.decoder_guidance
         base = self.decoder.sample(z_i, text, mask, x_T=x_T, steps=steps, eta=eta,
-                                   guidance_clip=d.decoder_guidance if guidance is None else guidance,
+                                   guidance_clip=guidance,
                                    guidance_text=guidance_text, generator=g, clip_x0=not exact,
                                    progress=progress)
         return self.upsample(base, seed=seed) if upsample else base
@@ -101,7 +107,7 @@ class UnCLIP:
         base = resize(x, self.base_resolution)
         return self.decoder.invert(base, z_i, steps=steps or d.inversion_steps,
                                    refine=d.inversion_refine if refine is None else refine,
-                                   guidance_clip=d.decoder_guidance if guidance is None else guidance)
+                                   guidance_clip=d.inversion_guidance if guidance is None else guidance)
 
 
 def load_unclip(name: str = "shapes") -> UnCLIP:
