@@ -28,7 +28,7 @@ class SamplingDefaults:
     inversion_refine: int = 3
     # inversion (and decoding a given x_T) runs the plain conditional model: guidance
     # extrapolates between two predictions and makes the DDIM ODE much harder to invert
-    # (naive inversion of 32 px images: ~42 dB at guidance 1 against ~30 dB at 3; BENCHMARKS.md)
+    # (naive inversion of 32 px images: ~43 dB at guidance 1 against ~32 dB at 3; BENCHMARKS.md)
     inversion_guidance: float = 1.0
 
 
