@@ -137,3 +137,48 @@ def test_saved_priors_load_back_identically(tmp_path):
         kw = {"steps": 4} if kind == "diffusion" else {}
         assert torch.equal(prior.eval().sample(text, mask, z_t, generator=g(), **kw),
                            loaded.sample(text, mask, z_t, generator=g(), **kw))
+
+
+def test_captions_longer_than_the_prior_reads_are_refused_but_padding_is_cut():
+    prior = DiffusionPrior(MICRO).eval()
+    text, mask, z_t = _caption(length=5)
+    padded_text = torch.cat([text, torch.randn(3, 4, MICRO.text_dim)], dim=1)   # 9 > text_len 6
+    padded_mask = torch.cat([mask, torch.zeros(3, 4, dtype=torch.bool)], dim=1)
+    x, t = torch.randn(3, MICRO.dim), torch.tensor([10, 500, 900])
+    assert torch.allclose(prior(x, t, padded_text, padded_mask, z_t), prior(x, t, text, mask, z_t), atol=1e-5)
+    long_mask = padded_mask.clone()
+    long_mask[1, :8] = True
+    with pytest.raises(ValueError, match="at most 6"):
+        prior(x, t, padded_text, long_mask, z_t)
+
+
+def test_cached_prefix_gives_the_same_predictions_as_the_full_sequence():
+    torch.manual_seed(0)
+    prior = DiffusionPrior(MICRO).eval()
+    text, mask, z_t = _caption()
+    x, t = torch.randn(3, MICRO.dim), torch.tensor([10, 500, 900])
+    keep = torch.tensor([True, False, True])
+    past, prefix_mask = prior.encode_prefix(text, mask, z_t, keep)
+    assert torch.allclose(prior.denoise(x, t, past, prefix_mask), prior(x, t, text, mask, z_t, keep), atol=1e-5)
+
+
+def test_autoregressive_sampling_with_cache_matches_the_full_recomputation():
+    """The cached sampler must draw exactly what recomputing logits() over the whole
+    sequence for every code (the training path) would draw from the same generator."""
+    torch.manual_seed(0)
+    z = _embeddings()
+    prior = AutoregressivePrior(MICRO, PCAQuantizer.fit(z, z.roll(1, 0), MICRO.buckets)).eval()
+    text, mask, z_t = _caption()
+    dot = torch.full((3,), int(0.9 * MICRO.buckets), dtype=torch.long)
+    off = torch.zeros(3, dtype=torch.bool)
+    for guidance in (1.0, 3.0):
+        g = torch.Generator().manual_seed(0)
+        ids = torch.zeros(3, 0, dtype=torch.long)
+        with torch.no_grad():
+            for _ in range(prior.config.components):
+                cond = prior.logits(ids, dot, text, mask, z_t)[:, -1]
+                uncond = prior.logits(ids, dot, text, mask, z_t, keep=off)[:, -1]
+                logits = cond if guidance == 1.0 else uncond + guidance * (cond - uncond)
+                ids = torch.cat([ids, torch.multinomial(logits.softmax(-1), 1, generator=g)], dim=1)
+        sample = prior.sample(text, mask, z_t, guidance=guidance, generator=torch.Generator().manual_seed(0))
+        assert torch.allclose(sample, prior.quantizer.decode(ids), atol=1e-6)

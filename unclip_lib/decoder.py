@@ -320,6 +320,16 @@ class DiffusionDecoder(_DiffusionModel):
 
         def fn(x, t):
             n = x.shape[0]
+            if z_i is None and use_text:
+                # caption alone (z_i dropped): the GLIDE-like baseline of the paper's section 5.1
+                if guidance_text == 1.0:
+                    return unet(x, t, text=text, text_mask=text_mask)
+                keep = torch.cat([torch.zeros(n, dtype=torch.bool, device=x.device),
+                                  torch.ones(n, dtype=torch.bool, device=x.device)])
+                out = unet(torch.cat([x, x]), torch.cat([t, t]), text=text.repeat(2, 1, 1),
+                           text_mask=text_mask.repeat(2, 1), text_keep=keep)
+                uncond, cond = out.chunk(2)
+                return uncond + guidance_text * (cond - uncond)
             if z_i is None:
                 return unet(x, t)
             xs, ts = [x, x], [t, t]
@@ -352,11 +362,15 @@ class DiffusionDecoder(_DiffusionModel):
                generator: torch.Generator | None = None, clip_x0: bool = True, progress: bool = False):
         """Images [N, 3, R, R] in [0, 1] decoded from z_i [N, clip_dim] (and optional caption
         tokens). x_T [N, 3, R, R] fixes the starting noise; otherwise it is drawn from
-        `generator`. clip_x0=False keeps the sampler exactly invertible."""
-        n, r = z_i.shape[0], self.resolution
+        `generator`. clip_x0=False keeps the sampler exactly invertible. z_i=None decodes
+        from the caption alone (guided by guidance_text), or unconditionally without one."""
+        if z_i is None and text is None and x_T is None:
+            raise ValueError("give z_i, caption tokens or x_T: nothing says how many images to draw")
+        n = z_i.shape[0] if z_i is not None else (text.shape[0] if text is not None else x_T.shape[0])
+        r = self.resolution
         fn = self.model_fn(z_i, text, text_mask, guidance_clip, guidance_text)
         if x_T is None:
-            x_T = torch.randn((n, 3, r, r), generator=generator).to(z_i.device)
+            x_T = torch.randn((n, 3, r, r), generator=generator).to(self.unet.out[-1].weight.device)
         elif x_T.shape != (n, 3, r, r):
             raise ValueError(f"x_T must have shape [{n}, 3, {r}, {r}], got {list(x_T.shape)}")
         x = self.diffusion.ddim_sample(fn, x_T=x_T, steps=steps, eta=eta, generator=generator,
@@ -385,7 +399,19 @@ class DiffusionDecoder(_DiffusionModel):
 
 class DiffusionUpsampler(_DiffusionModel):
     """A diffusion upsampler P(x_high | x_low): a UNet conditioned on the bicubic-upsampled
-    low-resolution image. Images in and out in [0, 1]."""
+    low-resolution image. Images in and out in [0, 1].
+
+    With residual > 0 the diffusion runs on (x_high - bicubic) / residual rather than on
+    x_high (as SRDiff does): the model then only has to add the detail bicubic misses, and
+    its conditional mean, which is what a one- or two-step DDIM returns, starts from
+    bicubic instead of from a blank image. Our 64->128 stage lost to bicubic without it."""
+
+    def __init__(self, unet: UNet, schedule: str = "linear", num_steps: int = 1000, prediction: str = "v",
+                 residual: float = 0.0):
+        super().__init__(unet, schedule, num_steps, prediction)
+        if residual < 0:
+            raise ValueError(f"residual scale must be >= 0, got {residual}")
+        self.residual = float(residual)
 
     @staticmethod
     def condition(low_res: torch.Tensor, size: int) -> torch.Tensor:
@@ -403,14 +429,21 @@ class DiffusionUpsampler(_DiffusionModel):
         fn = lambda x, t: self.unet(x, t, low_res=cond)  # noqa: E731
         if x_T is None:
             x_T = torch.randn((n, 3, size, size), generator=generator).to(low_res.device)
+        # the residual lies in [-2, 2] (before scaling); the image in [-1, 1]
+        bound = 2.0 / self.residual if self.residual else 1.0
         x = self.diffusion.ddim_sample(fn, x_T=x_T, steps=steps, eta=eta, generator=generator,
-                                       clip_x0=1.0, progress=progress)
+                                       clip_x0=bound, progress=progress)
+        if self.residual:
+            x = cond + self.residual * x
         return ((x + 1) / 2).clamp(0, 1)
 
     def loss(self, high: torch.Tensor, degraded_low: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """high [N, 3, c, c] crops in [0, 1]; degraded_low [N, 3, c/k, c/k] matching crops."""
         cond = self.condition(degraded_low, high.shape[-1])
-        return self.diffusion.training_loss(lambda x, t: self.unet(x, t, low_res=cond), high * 2 - 1, generator)
+        target = high * 2 - 1
+        if self.residual:
+            target = (target - cond) / self.residual
+        return self.diffusion.training_loss(lambda x, t: self.unet(x, t, low_res=cond), target, generator)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -443,6 +476,7 @@ def load_upsampler(name: str) -> DiffusionUpsampler:
     path = name if str(name).endswith(".safetensors") else shipped_path(f"upsampler/{name}")
     tensors, config, _ = load_checkpoint(path, "upsampler")
     upsampler = DiffusionUpsampler(_unet_from(config, path), schedule=config.get("schedule", "linear"),
-                                   prediction=config.get("prediction", "eps"))
+                                   prediction=config.get("prediction", "eps"),
+                                   residual=config.get("residual", 0.0))
     load_state_into(upsampler, tensors, str(path))
     return upsampler.eval()

@@ -1,7 +1,7 @@
 """`make demo`: a gallery of the world and of what the shipped models see, in outputs/.
 
-Writes PNGs and one index.html, and prints what it wrote. Later stages of the course
-(text-to-image, variations, ...) add their sections here.
+Writes PNGs and one index.html, and prints what it wrote. Sections: the world, CLIP
+zero-shot, text to image with both priors; later stages add theirs here.
 """
 from __future__ import annotations
 
@@ -15,6 +15,31 @@ from .clip import load_clip
 from .evaluate import load_evaluator, zero_shot_accuracy
 from .viz import grid, show_images
 from .world import ShapesWorld, canonical_caption
+
+
+DEMO_PROMPTS = ["a red circle", "a small blue star on the left", "a large green triangle",
+                "a yellow square at the bottom", "a small purple diamond on the right", "an orange cross",
+                "a large cyan circle at the top", "a pink star"]
+
+
+def _text_to_image(out: Path, seed: int, samples: int = 4) -> list[tuple[str, str, str]]:
+    """Text-to-image grids, one row per prompt, for both priors."""
+    from .pipeline import load_unclip
+
+    pipe = load_unclip("shapes")
+    sections = []
+    for prior in ("diffusion", "autoregressive"):
+        captions = [c for c in DEMO_PROMPTS for _ in range(samples)]
+        t = time.time()
+        images = pipe.generate(captions, prior=prior, seed=seed, progress=True)
+        fig = show_images(images, [c if i % samples == 0 else "" for i, c in enumerate(captions)],
+                          ncols=samples * 2, size=1.6)
+        name = f"text_to_image_{prior}.png"
+        fig.savefig(out / name, dpi=110)
+        sections.append((f"Text to image, {prior} prior", name,
+                         f"{len(DEMO_PROMPTS)} prompts x {samples} samples at {images.shape[-1]} px: "
+                         f"prior -> decoder -> two upsamplers ({time.time() - t:.0f} s on this machine)."))
+    return sections
 
 
 def make_demo(out: str | Path = "outputs", seed: int = 0) -> Path:
@@ -46,6 +71,8 @@ def make_demo(out: str | Path = "outputs", seed: int = 0) -> Path:
                      "The shipped tiny CLIP ranks all 480 canonical captions for each image; "
                      "its top caption and probability are shown."))
 
+    sections += _text_to_image(out, seed)
+
     check = world.sample(500, objects=1, resolution=64)
     zs = zero_shot_accuracy(clip, check.images, check.attributes)
     preds = evaluator.predict(check.images, objects=1)
@@ -61,7 +88,8 @@ def make_demo(out: str | Path = "outputs", seed: int = 0) -> Path:
              "<table border=1><tr><th>attribute</th><th>CLIP zero-shot</th><th>evaluator</th></tr>",
              table, "</table></body></html>"]
     (out / "index.html").write_text("\n".join(page))
-    print(f"wrote {out}/world.png, {out}/zero_shot.png, {out}/index.html in {time.time() - t0:.0f} s")
+    names = ", ".join(f"{out}/{img}" for _, img, _ in sections)
+    print(f"wrote {names} and {out}/index.html in {time.time() - t0:.0f} s")
     print("accuracy on 500 fresh one-object images (CLIP zero-shot / evaluator):")
     for k in ("shape", "color", "size", "position"):
         print(f"  {k:9s} {zs[k]:6.1%} / {ev[k]:6.1%}")

@@ -229,3 +229,47 @@ def pixel_diversity(samples: torch.Tensor) -> float:
     dists = [((samples[i] - samples[j]) ** 2).flatten(1).mean(1).sqrt()
              for i in range(s) for j in range(i + 1, s)]
     return float(torch.stack(dists).mean())
+
+
+# ----------------------------------------------------------------------------- text to image
+
+def text_prompts(n: int, seed: int, split: str = "train", p_size: float = 0.5,
+                 p_position: float = 0.5) -> tuple[list[str], list[dict]]:
+    """n fresh one-object captions and the attributes each states: shape and colour always,
+    size and position each with probability p_size / p_position. split "train" draws the
+    shape x colour pairs seen in training, "held_out" the six never seen, "all" any."""
+    rng = np.random.default_rng([seed, 71])
+    combos = ShapesWorld.combinations(split)
+    captions, stated = [], []
+    for _ in range(n):
+        c = combos[rng.integers(len(combos))]
+        attrs = {"shape": c["shape"], "color": c["color"]}
+        if rng.random() < p_size:
+            attrs["size"] = c["size"]
+        if rng.random() < p_position:
+            attrs["position"] = c["position"]
+        captions.append(canonical_caption(attrs))
+        stated.append(attrs)
+    return captions, stated
+
+
+def text_to_image_scores(predicted: list[dict], stated: list[dict]) -> dict[str, float]:
+    """Accuracy of one-object generations against the attributes their captions state:
+    per attribute (over the captions that state it), "shape+color" (both right) and
+    "all" (every stated attribute right)."""
+    m = attribute_matches(predicted, stated)
+    out = {k: float(np.nanmean(v)) for k, v in m.items() if not np.all(np.isnan(v))}
+    out["shape+color"] = float(np.mean(m["shape"] * m["color"]))
+    out["all"] = float(np.stack([np.nan_to_num(v, nan=1.0) for v in m.values()]).min(0).mean())
+    return out
+
+
+def attribute_entropy(predicted: list[list[dict]], key: str) -> float:
+    """Mean entropy (bits) of one attribute across the samples of each caption.
+    predicted: [N captions][S samples] of one-object predictions."""
+    ents = []
+    for samples in predicted:
+        _, counts = np.unique([_objects(p)[0][key] for p in samples], return_counts=True)
+        q = counts / counts.sum()
+        ents.append(float(-(q * np.log2(q)).sum()))
+    return float(np.mean(ents))

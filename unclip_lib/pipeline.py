@@ -1,6 +1,9 @@
-"""The unCLIP stack: CLIP, decoder and upsamplers behind one object.
+"""The unCLIP stack: CLIP, the priors, decoder and upsamplers behind one object.
 
     pipe = load_unclip("shapes")
+    x = pipe.generate(["a small red triangle"], seed=0)  # text -> [1, 3, 128, 128]
+    out = pipe.generate(captions, prior="autoregressive", return_intermediates=True)
+    out.z_t, out.z_i, out.base, out.images
     z_i = pipe.clip.encode_image(images)
     x = pipe.decode(z_i, seed=0)                       # [N, 3, 128, 128]
     x_T = pipe.invert(images)                          # DDIM inversion at base resolution
@@ -10,7 +13,7 @@ Every sampler takes the latents it would otherwise draw (x_T), and a seed for th
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -30,14 +33,34 @@ class SamplingDefaults:
     # extrapolates between two predictions and makes the DDIM ODE much harder to invert
     # (naive inversion of 32 px images: ~43 dB at guidance 1 against ~32 dB at 3; BENCHMARKS.md)
     inversion_guidance: float = 1.0
+    prior_steps: int = 64             # diffusion prior DDIM steps
+    prior_guidance: float = 2.0       # classifier-free guidance of either prior
+    prior_candidates: int = 2         # best-of-n by z_i . z_t (diffusion prior; the paper's 2)
+
+
+# What generate() can put in the decoder's z_i slot: a prior's sample, or the ablations of
+# the paper's section 5.1 ("z_t": the text embedding itself; "caption": no z_i at all).
+CONDITIONINGS = ("diffusion", "autoregressive", "z_t", "caption")
+
+
+@dataclass
+class Generation:
+    """What generate() made, stage by stage (N captions)."""
+    captions: list[str]
+    images: torch.Tensor                 # [N, 3, R, R] full resolution, in [0, 1]
+    base: torch.Tensor                   # [N, 3, r, r] the decoder's output
+    z_t: torch.Tensor                    # [N, D] CLIP text embeddings
+    z_i: torch.Tensor | None             # [N, D] the image embeddings decoded (None for "caption")
+    seconds: dict = field(default_factory=dict)  # wall-clock seconds per stage
 
 
 class UnCLIP:
-    """CLIP + decoder + upsamplers. Images in and out: [N, 3, H, W] in [0, 1]."""
+    """CLIP + priors + decoder + upsamplers. Images in and out: [N, 3, H, W] in [0, 1]."""
 
     def __init__(self, clip: Clip, decoder: DiffusionDecoder, upsamplers: list[DiffusionUpsampler],
-                 defaults: SamplingDefaults | None = None):
+                 priors: dict | None = None, defaults: SamplingDefaults | None = None):
         self.clip, self.decoder, self.upsamplers = clip, decoder, upsamplers
+        self.priors = dict(priors or {})
         self.defaults = defaults or SamplingDefaults()
 
     @property
@@ -60,6 +83,112 @@ class UnCLIP:
         if not torch.isfinite(z_i).all():
             raise ValueError("z_i contains NaN or infinite values")
         return z_i.float()
+
+    def check_captions(self, captions) -> list[str]:
+        """A list of non-empty captions short enough for the priors, or a clear error."""
+        if isinstance(captions, str):
+            captions = [captions]
+        captions = list(captions)
+        if not captions:
+            raise ValueError("captions: got an empty list; give at least one caption")
+        for i, c in enumerate(captions):
+            if not isinstance(c, str):
+                raise TypeError(f"caption {i} is a {type(c).__name__}, not a string")
+            if not c.strip():
+                raise ValueError(f"caption {i} is empty; describe the image, e.g. 'a small red triangle'")
+        limit = min([p.config.text_len for p in self.priors.values()], default=None)
+        if limit is not None:
+            tokens = self.clip.tokenize(captions)
+            lengths = tokens.argmax(dim=-1) + 1       # up to and including the end token
+            for i, n in enumerate(lengths.tolist()):
+                if n > limit:
+                    more = "at least " if n >= tokens.shape[1] else ""
+                    raise ValueError(f"caption {i} has {more}{n} tokens but the priors read at most {limit}:"
+                                     f" shorten it ({captions[i][:60]!r}...)")
+        return captions
+
+    def prior(self, name: str):
+        if name not in self.priors:
+            known = sorted(self.priors)
+            raise ValueError(f"unknown prior {name!r}; this stack has {known}" if known else
+                             f"this stack has no prior {name!r}: build it with load_unclip('shapes')")
+        return self.priors[name]
+
+    @torch.no_grad()
+    def sample_z_i(self, captions, prior: str = "diffusion", seed: int = 0, guidance: float | None = None,
+                   steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z_i [N, D], z_t [N, D]): CLIP image embeddings drawn by a prior for the captions."""
+        captions = self.check_captions(captions)
+        d = self.defaults
+        g = torch.Generator().manual_seed(seed)
+        z_t = self.clip.encode_text(captions)
+        model = self.prior(prior)
+        text, mask = self.clip.text_tokens(captions)
+        guidance = d.prior_guidance if guidance is None else guidance
+        if prior == "diffusion":
+            z_i = model.sample(text, mask, z_t, steps=steps or d.prior_steps, guidance=guidance,
+                               candidates=d.prior_candidates, generator=g)
+        else:
+            z_i = model.sample(text, mask, z_t, guidance=guidance, generator=g)
+        return z_i, z_t
+
+    @torch.no_grad()
+    def generate(self, captions, prior: str = "diffusion", seed: int = 0, prior_guidance: float | None = None,
+                 prior_steps: int | None = None, decoder_guidance: float | None = None,
+                 decoder_steps: int | None = None, upsampler_steps: tuple | None = None,
+                 x_T: torch.Tensor | None = None, upsample: bool = True, return_intermediates: bool = False,
+                 progress: bool = False):
+        """Text to image: images [N, 3, R, R] in [0, 1] for N captions, or a Generation
+        holding z_t, z_i and the base images too if return_intermediates.
+
+        prior: "diffusion" or "autoregressive" draw z_i from that prior; "z_t" decodes the
+        CLIP text embedding as if it were an image embedding, "caption" decodes from the
+        caption alone (z_i dropped, caption guidance = decoder_guidance): the ablations of
+        the paper's "importance of the prior". x_T [N, 3, r, r] fixes the decoder's noise."""
+        import time
+
+        from tqdm.auto import tqdm
+
+        if prior not in CONDITIONINGS:
+            raise ValueError(f"unknown prior {prior!r}; choose one of {list(CONDITIONINGS)}")
+        captions = self.check_captions(captions)
+        d = self.defaults
+        guidance = d.decoder_guidance if decoder_guidance is None else decoder_guidance
+        stages = ["prior", "decoder"] + [f"upsampler {u.resolution}" for u in self.upsamplers if upsample]
+        bar = tqdm(total=len(stages), desc="generate", disable=not progress, leave=False)
+        seconds, t = {}, time.perf_counter()
+
+        def done(stage):
+            nonlocal t
+            seconds[stage] = round(time.perf_counter() - t, 3)
+            t = time.perf_counter()
+            bar.set_postfix_str(stage)
+            bar.update()
+
+        z_t = self.clip.encode_text(captions)
+        text = mask = None
+        if prior in ("diffusion", "autoregressive"):
+            z_i, _ = self.sample_z_i(captions, prior, seed, prior_guidance, prior_steps)
+        elif prior == "z_t":
+            z_i = z_t
+        else:
+            z_i = None
+            text, mask = self.clip.text_tokens(captions)
+        done("prior")
+        g = torch.Generator().manual_seed(seed + 1)
+        base = self.decoder.sample(z_i, text, mask, x_T=x_T, steps=decoder_steps or d.decoder_steps,
+                                   guidance_clip=guidance, guidance_text=guidance, generator=g)
+        done("decoder")
+        images = base
+        if upsample:
+            g = torch.Generator().manual_seed(seed + 2)
+            for up, n in zip(self.upsamplers, upsampler_steps or d.upsampler_steps):
+                images = up.sample(resize(images, up.resolution // 2), steps=n, generator=g)
+                done(f"upsampler {up.resolution}")
+        bar.close()
+        if not return_intermediates:
+            return images
+        return Generation(captions, images, base, z_t, z_i, seconds)
 
     @torch.no_grad()
     def decode(self, z_i: torch.Tensor, x_T: torch.Tensor | None = None, eta: float = 0.0, seed: int = 0,
@@ -110,8 +239,11 @@ class UnCLIP:
                                    guidance_clip=d.inversion_guidance if guidance is None else guidance)
 
 
-def load_unclip(name: str = "shapes") -> UnCLIP:
-    """The shipped stack of the shapes world."""
+def load_unclip(name: str = "shapes", priors: tuple = ("diffusion", "autoregressive")) -> UnCLIP:
+    """The shipped stack of the shapes world: CLIP, the priors named, decoder, upsamplers."""
+    from .prior import load_prior
+
     if name != "shapes":
         raise KeyError(f"unknown unCLIP stack {name!r}; known: ['shapes']")
-    return UnCLIP(load_clip("shapes"), load_decoder("shapes"), [load_upsampler("up64"), load_upsampler("up128")])
+    return UnCLIP(load_clip("shapes"), load_decoder("shapes"), [load_upsampler("up64"), load_upsampler("up128")],
+                  priors={p: load_prior(p) for p in priors})

@@ -32,9 +32,9 @@ from .decoder import timestep_embedding
 class PriorConfig:
     dim: int = 128            # width of z_i and z_t
     text_dim: int = 128       # width of CLIP's per-token caption encodings
-    text_len: int = 48        # caption tokens (CLIP's context length)
+    text_len: int = 40        # caption tokens read; our longest caption has 34
     width: int = 256
-    layers: int = 6
+    layers: int = 4
     heads: int = 8
     # autoregressive prior only: filled in from the PCA fitted on training embeddings
     components: int = 0
@@ -58,17 +58,27 @@ class Block(nn.Module):
         self.proj = nn.Linear(width, width)
         self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, past: tuple | None = None):
+        """x [N, L, W] continuing P earlier tokens whose keys and values are `past`
+        ([N, H, P, W/H] each, or None); mask [N or 1, 1, L, P + L]. Returns (x, (k, v)) with
+        the keys and values of all P + L tokens."""
         n, length, w = x.shape
         q, k, v = self.qkv(self.ln1(x)).reshape(n, length, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         x = x + self.proj(out.transpose(1, 2).reshape(n, length, w))
-        return x + self.mlp(self.ln2(x))
+        return x + self.mlp(self.ln2(x)), (k, v)
 
 
 class CausalTransformer(nn.Module):
     """Decoder-only transformer over a sequence of embeddings [N, L, W] -> [N, L, W].
-    key_keep [N, L] bool masks padding (caption tokens past the end of the caption)."""
+    key_keep [N, L] bool masks padding (caption tokens past the end of the caption).
+
+    Sampling reuses work through `past`, the per-layer keys and values of a sequence's
+    first P tokens (returned with return_past=True): causal attention means later tokens
+    never change them, so the caption prefix is encoded once per sample, not once per
+    denoising step or per code."""
 
     def __init__(self, width: int, layers: int, heads: int, max_len: int):
         super().__init__()
@@ -76,14 +86,20 @@ class CausalTransformer(nn.Module):
         self.blocks = nn.ModuleList([Block(width, heads) for _ in range(layers)])
         self.ln = nn.LayerNorm(width)
 
-    def forward(self, x: torch.Tensor, key_keep: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_keep: torch.Tensor | None = None, past: list | None = None,
+                return_past: bool = False):
+        """x [N, L, W] (tokens P..P+L-1 if past holds P); key_keep [N, P + L]."""
         n, length, _ = x.shape
-        causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
+        start = 0 if past is None else past[0][0].shape[2]
+        total = start + length
+        causal = torch.ones(length, total, dtype=torch.bool, device=x.device).tril(diagonal=start)
         mask = causal[None, None] if key_keep is None else causal[None, None] & key_keep[:, None, None, :]
-        x = x + self.pos[:length]
-        for block in self.blocks:
-            x = block(x, mask)
-        return self.ln(x)
+        x = x + self.pos[start:total]
+        present = []
+        for i, block in enumerate(self.blocks):
+            x, kv = block(x, mask, None if past is None else past[i])
+            present.append(kv)
+        return (self.ln(x), present) if return_past else self.ln(x)
 
 
 class _CaptionPrefix(nn.Module):
@@ -102,7 +118,12 @@ class _CaptionPrefix(nn.Module):
         """keep [N] bool: False replaces the caption by the nulls (one null token, rest masked)."""
         n = z_t.shape[0]
         if text.shape[1] > self.text_len:
-            raise ValueError(f"caption encodings have {text.shape[1]} tokens; this prior reads at most {self.text_len}")
+            # CLIP pads to its context length; only real tokens beyond ours are an error
+            if bool(text_mask[:, self.text_len:].any()):
+                longest = int(text_mask.sum(1).max())
+                raise ValueError(f"a caption has {longest} tokens; this prior reads at most {self.text_len}: "
+                                 "shorten the caption")
+            text, text_mask = text[:, :self.text_len], text_mask[:, :self.text_len]
         tokens = self.text_proj(text)
         tokens = F.pad(tokens, (0, 0, 0, self.text_len - tokens.shape[1]))
         mask = F.pad(text_mask, (0, self.text_len - text_mask.shape[1]), value=False)
@@ -159,6 +180,20 @@ class DiffusionPrior(nn.Module):
         fn = lambda x, t: self(x, t, text, text_mask, z_t, keep)  # noqa: E731
         return self.diffusion.training_loss(fn, z_i * self.scale, generator)
 
+    def encode_prefix(self, text, text_mask, z_t, keep) -> tuple[list, torch.Tensor]:
+        """The caption prefix's per-layer keys/values and its key mask [N, L + 1]."""
+        prefix, mask = self.prefix(text, text_mask, z_t, keep)
+        _, past = self.transformer(prefix, mask, return_past=True)
+        return past, mask
+
+    def denoise(self, x_t, t, past, prefix_mask):
+        """forward() for an encoded prefix (encode_prefix): x_t [N, dim], t [N] -> [N, dim]."""
+        n = x_t.shape[0]
+        step = self.time_mlp(timestep_embedding(t, self.config.width))
+        seq = torch.stack([step, self.x_proj(x_t), self.query.expand(n, -1)], dim=1)
+        mask = torch.cat([prefix_mask, prefix_mask.new_ones(n, 3)], dim=1)
+        return self.out(self.transformer(seq, mask, past=past)[:, -1])
+
     @torch.no_grad()
     def sample(self, text, text_mask, z_t, steps: int = 64, guidance: float = 2.0, candidates: int = 2,
                generator: torch.Generator | None = None, eta: float = 0.0) -> torch.Tensor:
@@ -170,14 +205,17 @@ class DiffusionPrior(nn.Module):
         rep = lambda x: x.repeat_interleave(candidates, dim=0)  # noqa: E731
         text_r, mask_r, z_t_r = rep(text), rep(text_mask), rep(z_t)
         m = n * candidates
-        on, off = torch.ones(m, dtype=torch.bool), torch.zeros(m, dtype=torch.bool)
+        guided = guidance != 1.0
+        two = (lambda x: torch.cat([x, x])) if guided else (lambda x: x)  # noqa: E731
+        keep = torch.cat([torch.ones(m, dtype=torch.bool), torch.zeros(m, dtype=torch.bool)]) if guided else \
+            torch.ones(m, dtype=torch.bool)
+        past, prefix_mask = self.encode_prefix(two(text_r), two(mask_r), two(z_t_r), keep.to(z_t.device))
 
         def fn(x, t):
-            if guidance == 1.0:
-                return self(x, t, text_r, mask_r, z_t_r)
-            both = self(torch.cat([x, x]), torch.cat([t, t]), torch.cat([text_r, text_r]),
-                        torch.cat([mask_r, mask_r]), torch.cat([z_t_r, z_t_r]), torch.cat([on, off]))
-            cond, uncond = both.chunk(2)
+            out = self.denoise(two(x), two(t), past, prefix_mask)
+            if not guided:
+                return out
+            cond, uncond = out.chunk(2)
             return uncond + guidance * (cond - uncond)
 
         x_T = torch.randn((m, c.dim), generator=generator).to(z_t.device)
@@ -294,20 +332,29 @@ class AutoregressivePrior(nn.Module):
         c = self.config
         _check_inputs(c, text, text_mask, z_t)
         n = z_t.shape[0]
-        dot_ids = torch.full((n,), min(int(dot_quantile * c.buckets), c.buckets - 1), dtype=torch.long)
-        ids = torch.zeros(n, 0, dtype=torch.long)
-        on, off = torch.ones(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool)
-        two = lambda x: torch.cat([x, x])  # noqa: E731
-        for _ in range(c.components):
-            if guidance == 1.0:
-                logits = self.logits(ids, dot_ids, text, text_mask, z_t)[:, -1]
-            else:
-                both = self.logits(two(ids), two(dot_ids), two(text), two(text_mask), two(z_t), torch.cat([on, off]))
-                cond, uncond = both[:, -1].chunk(2)
+        dot_ids = torch.full((n,), min(int(dot_quantile * c.buckets), c.buckets - 1), dtype=torch.long,
+                             device=z_t.device)
+        guided = guidance != 1.0
+        two = (lambda x: torch.cat([x, x])) if guided else (lambda x: x)  # noqa: E731
+        keep = torch.cat([torch.ones(n, dtype=torch.bool), torch.zeros(n, dtype=torch.bool)]) if guided else \
+            torch.ones(n, dtype=torch.bool)
+        prefix, mask = self.prefix(two(text), two(text_mask), two(z_t), keep.to(z_t.device))
+        seq = torch.cat([prefix, self.dot_embed(two(dot_ids))[:, None]], dim=1)
+        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+        h, past = self.transformer(seq, mask, return_past=True)
+        ids = []
+        for k in range(c.components):
+            logits = self.head(h[:, -1])
+            if guided:
+                cond, uncond = logits.chunk(2)
                 logits = uncond + guidance * (cond - uncond)
             probs = (logits / temperature).softmax(-1)
-            ids = torch.cat([ids, torch.multinomial(probs, 1, generator=generator)], dim=1)
-        return self.quantizer.decode(ids)
+            ids.append(torch.multinomial(probs, 1, generator=generator)[:, 0])
+            if k + 1 < c.components:
+                token = self.code_embed(two(ids[-1] + k * c.buckets))[:, None]
+                mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+                h, past = self.transformer(token, mask, past=past, return_past=True)
+        return self.quantizer.decode(torch.stack(ids, dim=1))
 
 
 # ----------------------------------------------------------------------------- loading
