@@ -32,3 +32,14 @@ def test_readme_names_the_two_commands():
 def test_every_notebook_is_stored_small():
     for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
         assert nb.stat().st_size < 1_500_000, f"{nb.name} stores large outputs"
+
+
+def test_every_shipped_checkpoint_is_present_and_small():
+    from unclip_lib.checkpoints import SHIPPED, read_metadata, shipped_path
+
+    total = 0
+    for name, (kind, _) in SHIPPED.items():
+        path = shipped_path(name)
+        assert read_metadata(path)["kind"] == kind, name
+        total += path.stat().st_size
+    assert total < 60e6, f"shipped weights take {total / 1e6:.1f} MB; keep them to tens of MB"

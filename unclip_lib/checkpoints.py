@@ -126,9 +126,10 @@ def shipped_path(name: str) -> Path:
 
 
 def export_weights(module: torch.nn.Module, path: str | Path, kind: str, config: dict,
-                   extra: dict | None = None, half: bool = True) -> Path:
+                   extra: dict | None = None, half: bool = True, keep_float32: tuple[str, ...] = ()) -> Path:
     """Write a module's weights for shipping; floats stored as float16 to keep the repo
-    small (they are cast back to float32 on load)."""
-    state = {k: (v.half() if half and v.is_floating_point() else v)
+    small (they are cast back to float32 on load), except tensors whose names start with
+    one of keep_float32 (e.g. fitted statistics whose precision matters)."""
+    state = {k: (v.half() if half and v.is_floating_point() and not k.startswith(keep_float32) else v)
              for k, v in module.state_dict().items()}
     return save_checkpoint(path, state, kind, config, extra)

@@ -618,5 +618,5 @@ def train_prior(kind: str = "diffusion", run_dir: str | Path | None = None, pres
     if export:
         export_weights(final, export, "prior", model_config,
                        {"train": asdict(cfg), "preset": preset, "train_seconds": run_seconds(run_dir)},
-                       half=False)
+                       keep_float32=("quantizer.",))  # PCA basis and bucket edges stay exact
     return final
