@@ -38,6 +38,23 @@ def render_rate(n: int = 2000) -> float:
     return rate
 
 
+def upsampler_rows(pipe, seed: int, m: int) -> list[str]:
+    """PSNR of each upsampler stage against bicubic on m held-out renders."""
+    from unclip_lib.train import upsampler_validation
+
+    d = pipe.defaults
+    out = ["", f"Upsamplers on {m} held-out renders (input: the true low-res render, blurred as in training for "
+           "32 -> 64; clean, and after the BSR mix, for 64 -> 128):", "",
+            "| stage | input | steps | PSNR | bicubic PSNR |", "|---|---|---|---|---|"]
+    for up, steps, (lo, hi, deg) in zip(pipe.upsamplers, d.upsampler_steps, ((32, 64, "blur"), (64, 128, "bsr"))):
+        r = upsampler_validation(up, lo, hi, deg, n=m, steps=steps, seed=seed + 9)
+        inputs = (("", "blurred" if deg == "blur" else "clean"),) + ((("_bsr", "BSR-degraded"),) if deg == "bsr" else ())
+        for suffix, name in inputs:
+            out.append(f"| {lo} -> {hi} | {name} | {steps} | {r['psnr' + suffix]:.2f} dB | "
+                       f"{r['bicubic_psnr' + suffix]:.2f} dB |")
+    return out
+
+
 def decoder_section(seed: int, n: int) -> list[str]:
     """Reconstruction from z_i, diversity, inversion, upsamplers, speed."""
     from unclip_lib.evaluate import pixel_diversity, psnr
@@ -77,15 +94,7 @@ def decoder_section(seed: int, n: int) -> list[str]:
             name = "naive DDIM inversion" if refine == 0 else f"fixed-point refined ({refine} iterations/step)"
             out.append(f"| {name} | {guidance} | {calls} (inversion + decoding) | {psnr(rec, base.images):.1f} dB |")
 
-    from unclip_lib.train import upsampler_validation
-    out += ["", "Upsamplers on held-out renders (input: the true low-res render, degraded as in training):", "",
-            "| stage | input | steps | PSNR | bicubic PSNR |", "|---|---|---|---|---|"]
-    for up, steps, (lo, hi, deg) in zip(pipe.upsamplers, d.upsampler_steps, ((32, 64, "blur"), (64, 128, "bsr"))):
-        r = upsampler_validation(up, lo, hi, deg, n=m, steps=steps, seed=seed + 9)
-        inputs = (("", "blurred" if deg == "blur" else "clean"),) + ((("_bsr", "BSR-degraded"),) if deg == "bsr" else ())
-        for suffix, name in inputs:
-            out.append(f"| {lo} -> {hi} | {name} | {steps} | {r['psnr' + suffix]:.2f} dB | "
-                       f"{r['bicubic_psnr' + suffix]:.2f} dB |")
+    out += upsampler_rows(pipe, seed, m)
     full = pipe.decode(z_i[:100], seed=seed)
     facc = attribute_accuracy(ev.predict(full, objects=1), truth[:100])
     out.append(f"\nFull-resolution (128 px) decodings of 100 images, attributes kept from the source: "
@@ -180,6 +189,7 @@ def main() -> None:
     p.add_argument("-n", type=int, default=1000)
     p.add_argument("--decoder", action="store_true", help="also measure the decoder stack")
     p.add_argument("--priors", action="store_true", help="also measure text to image with both priors")
+    p.add_argument("--upsamplers", action="store_true", help="only the upsampler table (part of --decoder)")
     args = p.parse_args()
     out = [f"Measured on {machine()}; `python scripts/bench.py --seed {args.seed}`.", ""]
     out.append(f"- Rendering: {render_rate():,.0f} images/s at 64 px on one core (one-object scenes).")
@@ -212,6 +222,10 @@ def main() -> None:
                f"{emeta['train']['batch_size']}, {emeta.get('train_seconds', meta.get('session_seconds', 0)) / 60:.0f} CPU-minutes.")
     if args.decoder:
         out += decoder_section(args.seed, min(args.n, 500))
+    if args.upsamplers and not args.decoder:
+        from unclip_lib.pipeline import load_unclip
+
+        out += upsampler_rows(load_unclip("shapes", priors=()), args.seed, 32)
     if args.priors:
         out += prior_section(args.seed, min(args.n, 500))
     print("\n".join(out))
