@@ -19,7 +19,7 @@ from .world import ShapesWorld, canonical_caption
 
 DEMO_PROMPTS = ["a red circle", "a small blue star on the left", "a large green triangle",
                 "a yellow square at the bottom", "a small purple diamond on the right", "an orange cross",
-                "a large cyan circle at the top", "a pink star"]
+                "a large black circle at the top", "a pink star"]
 
 
 def _text_to_image(out: Path, seed: int, samples: int = 4) -> list[tuple[str, str, str]]:
