@@ -38,6 +38,18 @@ def render_rate(n: int = 2000) -> float:
     return rate
 
 
+def training_rows(named_modules) -> list[str]:
+    """Parameter count and training of shipped models, read from their metadata."""
+    out = ["", "| model | parameters | training (shipped weights) |", "|---|---|---|"]
+    for name, module in named_modules:
+        meta = read_metadata(shipped_path(name))["extra"]
+        train = meta["train"]
+        out.append(f"| {name} | {sum(p.numel() for p in module.parameters()) / 1e6:.2f} M | "
+                   f"{train['steps']} steps x batch {train['batch_size']}, "
+                   f"{meta.get('train_seconds', 0) / 60:.0f} min |")
+    return out
+
+
 def upsampler_rows(pipe, seed: int, m: int) -> list[str]:
     """PSNR of each upsampler stage against bicubic on m held-out renders."""
     from unclip_lib.train import upsampler_validation
@@ -107,14 +119,8 @@ def decoder_section(seed: int, n: int) -> list[str]:
     sec = time.perf_counter() - t
     out.append(f"\nSpeed: 16 images at 128 px (base {d.decoder_steps} steps with guidance, upsamplers "
                f"{d.upsampler_steps[0]} + {d.upsampler_steps[1]} steps) in {sec:.1f} s.")
-    out += ["", "| model | parameters | training (shipped weights) |", "|---|---|---|"]
-    for name, module in (("decoder/shapes", pipe.decoder), ("upsampler/up64", pipe.upsamplers[0]),
-                         ("upsampler/up128", pipe.upsamplers[1])):
-        meta = read_metadata(shipped_path(name))["extra"]
-        train = meta["train"]
-        out.append(f"| {name} | {sum(p.numel() for p in module.parameters()) / 1e6:.2f} M | "
-                   f"{train['steps']} steps x batch {train['batch_size']}, "
-                   f"{meta.get('train_seconds', 0) / 60:.0f} min |")
+    out += training_rows((("decoder/shapes", pipe.decoder), ("upsampler/up64", pipe.upsamplers[0]),
+                          ("upsampler/up128", pipe.upsamplers[1])))
     return out
 
 
@@ -174,12 +180,7 @@ def prior_section(seed: int, n: int) -> list[str]:
         out.append(f"| {name} | {sc['shape+color']:.1%} | {sc['all']:.1%} | {pixel_diversity(samples):.3f} | "
                    f"{attribute_entropy(per_caption, 'size'):.2f} | {attribute_entropy(per_caption, 'position'):.2f} |")
 
-    out += ["", "| prior | parameters | training (shipped weights) |", "|---|---|---|"]
-    for prior in ("diffusion", "autoregressive"):
-        meta = read_metadata(shipped_path(f"prior/{prior}"))["extra"]
-        train = meta["train"]
-        out.append(f"| {prior} | {sum(p.numel() for p in pipe.priors[prior].parameters()) / 1e6:.2f} M | "
-                   f"{train['steps']} steps x batch {train['batch_size']}, {meta.get('train_seconds', 0) / 60:.0f} min |")
+    out += training_rows(tuple((f"prior/{p}", pipe.priors[p]) for p in ("diffusion", "autoregressive")))
     return out
 
 
