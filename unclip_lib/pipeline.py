@@ -165,13 +165,14 @@ class UnCLIP:
             bar.set_postfix_str(stage)
             bar.update()
 
-        z_t = self.clip.encode_text(captions)
         text = mask = None
         if prior in ("diffusion", "autoregressive"):
-            z_i, _ = self.sample_z_i(captions, prior, seed, prior_guidance, prior_steps)
-        elif prior == "z_t":
-            z_i = z_t
+            z_i, z_t = self.sample_z_i(captions, prior, seed, prior_guidance, prior_steps)
         else:
+            z_t = self.clip.encode_text(captions)
+        if prior == "z_t":
+            z_i = z_t
+        elif prior == "caption":
             z_i = None
             text, mask = self.clip.text_tokens(captions)
         done("prior")
