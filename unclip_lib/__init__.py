@@ -8,9 +8,11 @@
 """
 from .clip import Clip, ClipConfig, load_clip, new_clip
 from .evaluate import Evaluator, load_evaluator
-from .pipeline import UnCLIP, load_unclip
+from .latents import slerp, text_diff_direction
+from .pipeline import Bipartite, UnCLIP, load_unclip
 from .world import Batch, ShapesDataset, ShapesWorld
 
-__all__ = ["Batch", "Clip", "ClipConfig", "Evaluator", "ShapesDataset", "ShapesWorld", "UnCLIP",
-           "load_clip", "load_evaluator", "load_unclip", "new_clip"]
+__all__ = ["Batch", "Bipartite", "Clip", "ClipConfig", "Evaluator", "ShapesDataset", "ShapesWorld", "UnCLIP",
+           "load_clip", "load_evaluator", "load_unclip", "new_clip", "slerp",
+           "text_diff_direction"]
 __version__ = "0.1.0"

@@ -48,7 +48,7 @@ class UNetConfig:
 # Sized for a 2-core CPU (measured in BENCHMARKS.md). Every model works on space-to-depth
 # pixels (pixel_shuffle): the base decoder sees 32x32x3 as 16x16x12, so its convolutions run
 # at 16 and 8 px, where it can afford 64-128 channels and attention at 8x8; this made a
-# training step 2.2x faster than a plain 32 px UNet of the same size. up128 folds 4x4 pixels.
+# training step 2.2x faster than a plain 32 px UNet of the same size.
 DECODER_PRESETS = {
     "base32": UNetConfig(base_channels=64, channel_mults=(1, 2), num_res_blocks=2, attn_resolutions=(8,),
                          pixel_shuffle=2),
@@ -59,7 +59,9 @@ _UP = dict(channel_mults=(1, 2), num_res_blocks=1, attn_resolutions=(), clip_dim
            clip_tokens=0, low_res_channels=3)
 UPSAMPLER_PRESETS = {
     "up64": UNetConfig(resolution=64, base_channels=48, pixel_shuffle=2, **_UP),
-    "up128": UNetConfig(resolution=128, base_channels=48, pixel_shuffle=4, **_UP),
+    # 2x2 folding: at 4x4 (32 px inside) this stage learned too little of the residual to
+    # beat bicubic; 32 channels at 64 px cost about the same per step (BENCHMARKS.md)
+    "up128": UNetConfig(resolution=128, base_channels=32, pixel_shuffle=2, **_UP),
 }
 
 

@@ -14,6 +14,7 @@ Every sampler takes the latents it would otherwise draw (x_T), and a seed for th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 
@@ -37,6 +38,16 @@ class SamplingDefaults:
     prior_guidance: float = 2.0       # classifier-free guidance of either prior
     prior_candidates: int = 2         # best-of-n by z_i . z_t (diffusion prior; the paper's 2)
 
+
+class Bipartite(NamedTuple):
+    """The bipartite latent of images (section 3): what CLIP sees and what DDIM inversion adds."""
+    z_i: torch.Tensor                    # [N, D] CLIP image embeddings
+    x_T: torch.Tensor | None             # [N, 3, r, r] the decoder's DDIM latents
+
+
+# x_T along an interpolation: slerped between the two inversions, one random latent held
+# fixed, or a fresh random latent per step
+INTERPOLATION_MODES = ("slerp", "fixed", "random")
 
 # What generate() can put in the decoder's z_i slot: a prior's sample, or the ablations of
 # the paper's section 5.1 ("z_t": the text embedding itself; "caption": no z_i at all).
@@ -194,26 +205,39 @@ class UnCLIP:
     @torch.no_grad()
     def decode(self, z_i: torch.Tensor, x_T: torch.Tensor | None = None, eta: float = 0.0, seed: int = 0,
                upsample: bool = True, captions: list[str] | None = None, steps: int | None = None,
-               guidance: float | None = None, guidance_text: float = 1.0, progress: bool = False) -> torch.Tensor:
+               guidance: float | None = None, guidance_text: float = 1.0, clip_x0: bool | None = None,
+               progress: bool = False) -> torch.Tensor:
         """Images from CLIP image embeddings z_i [N, D]: base resolution if upsample=False,
         else through both upsamplers. x_T [N, 3, r, r] fixes the decoder's starting noise;
         a given x_T is decoded with the inversion's step count (it belongs to that DDIM
-        schedule) unless `steps` says otherwise, and with the inversion's guidance."""
+        schedule) unless `steps` says otherwise, and with the inversion's guidance.
+        clip_x0: clip each x0 prediction to [-1, 1]; by default off only for a given x_T at
+        eta = 0, where clipping would break the exact inverse of pipe.invert."""
         z_i = self._check_z(z_i)
         d = self.defaults
-        g = torch.Generator().manual_seed(seed)
         text = mask = None
         if captions is not None:
             text, mask = self.clip.text_tokens(captions)
-        exact = x_T is not None and eta == 0.0  # a given x_T: keep the sampler invertible
         steps = steps or (d.inversion_steps if x_T is not None else d.decoder_steps)
         if guidance is None:
             guidance = d.inversion_guidance if x_T is not None else d.decoder_guidance
-        base = self.decoder.sample(z_i, text, mask, x_T=x_T, steps=steps, eta=eta,
-                                   guidance_clip=guidance,
-                                   guidance_text=guidance_text, generator=g, clip_x0=not exact,
-                                   progress=progress)
+        if x_T is not None:
+            x_T = self._check_x_T(x_T, z_i.shape[0])
+        if clip_x0 is None:
+            clip_x0 = not (x_T is not None and eta == 0.0)  # a given x_T: keep the sampler invertible
+        base = self.decoder.sample(z_i, text, mask, x_T=x_T, steps=steps, eta=eta, guidance_clip=guidance,
+                                   guidance_text=guidance_text, generator=torch.Generator().manual_seed(seed),
+                                   clip_x0=clip_x0, progress=progress)
         return self.upsample(base, seed=seed) if upsample else base
+
+    def _check_x_T(self, x_T: torch.Tensor, n: int) -> torch.Tensor:
+        r = self.base_resolution
+        if not isinstance(x_T, torch.Tensor) or tuple(x_T.shape) != (n, 3, r, r):
+            raise ValueError(f"x_T must be a tensor [{n}, 3, {r}, {r}] (one base-resolution latent per z_i),"
+                             f" got {list(getattr(x_T, 'shape', [type(x_T).__name__]))}")
+        if not torch.isfinite(x_T).all():
+            raise ValueError("x_T contains NaN or infinite values")
+        return x_T.float()
 
     @torch.no_grad()
     def upsample(self, images, seed: int = 0, steps: tuple | None = None) -> torch.Tensor:
@@ -239,6 +263,117 @@ class UnCLIP:
                                    refine=d.inversion_refine if refine is None else refine,
                                    guidance_clip=d.inversion_guidance if guidance is None else guidance)
 
+    # ------------------------------------------------------------------ manipulations
+    # All of them work on the bipartite latent (z_i, x_T) of section 3: z_i from the CLIP
+    # image encoder says what the image is, x_T from DDIM inversion holds whatever else the
+    # decoder needs to redraw this very image. They decode x_T with the inversion's DDIM
+    # schedule and guidance, so that an unchanged latent gives the input back.
+
+    @torch.no_grad()
+    def encode(self, images, refine: int | None = None) -> Bipartite:
+        """The bipartite latent of images [N, 3, H, W]: z_i [N, D] and x_T [N, 3, r, r]."""
+        x = as_image_batch(images)
+        z_i = self.clip.encode_image(x)
+        return Bipartite(z_i, self.invert(x, z_i=z_i, refine=refine))
+
+    def _latent(self, images, latent: Bipartite | None) -> Bipartite:
+        if latent is not None:
+            return Bipartite(self._check_z(latent.z_i), self._check_x_T(latent.x_T, latent.z_i.shape[0]))
+        if images is None:
+            raise ValueError("give the images to manipulate (or their latent=pipe.encode(images))")
+        return self.encode(images)
+
+    @torch.no_grad()
+    def variations(self, images=None, n: int = 4, eta: float = 1.0, seed: int = 0, upsample: bool = True,
+                   guidance: float | None = None, latent: Bipartite | None = None) -> torch.Tensor:
+        """n variations of each image: its bipartite latent decoded with DDIM at eta > 0,
+        which re-draws noise along the way and so varies what z_i does not pin down.
+        eta = 0 returns the reconstruction (n identical copies). Returns [N * n, 3, R, R],
+        image 0's variations first. latent: a precomputed pipe.encode(images); guidance:
+        the decoder's z_i guidance (default: the inversion's, so eta = 0 reconstructs)."""
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        if not 0.0 <= eta <= 1.0:
+            raise ValueError(f"eta must lie in [0, 1] (0: the reconstruction, 1: DDPM-like noise), got {eta}")
+        z_i, x_T = self._latent(images, latent)
+        return self.decode(z_i.repeat_interleave(n, 0), x_T=x_T.repeat_interleave(n, 0), eta=eta, seed=seed,
+                           upsample=upsample, guidance=guidance)
+
+    @torch.no_grad()
+    def interpolate(self, images_a=None, images_b=None, steps: int = 5, x_T: str = "slerp", seed: int = 0,
+                    upsample: bool = True, latents: tuple[Bipartite, Bipartite] | None = None) -> torch.Tensor:
+        """Blend image a into image b: z_i slerped from z_a to z_b over `steps` evenly
+        spaced thetas in [0, 1], decoded with eta = 0 and x_T chosen by mode:
+        "slerp": slerped between the two images' inversions, so the ends reconstruct a and b;
+        "fixed": one random latent (from seed) shared by the whole path, the paper's Figure 4;
+        "random": a fresh random latent per step.
+        Returns [N * steps, 3, R, R] for N pairs, pair 0's path first."""
+        from .latents import slerp
+
+        if x_T not in INTERPOLATION_MODES:
+            raise ValueError(f"x_T must be one of {list(INTERPOLATION_MODES)}, got {x_T!r}")
+        if not isinstance(steps, int) or steps < 2:
+            raise ValueError(f"steps must be an integer >= 2 (the two ends included), got {steps!r}")
+        if latents is not None:
+            a, b = (self._latent(None, lat) for lat in latents)
+        else:
+            if images_a is None or images_b is None:
+                raise ValueError("give both images_a and images_b (or latents=(pipe.encode(a), pipe.encode(b)))")
+            xa, xb = as_image_batch(images_a, "images_a"), as_image_batch(images_b, "images_b")
+            if xa.shape[0] != xb.shape[0]:
+                raise ValueError(f"images_a and images_b must pair up: got {xa.shape[0]} and {xb.shape[0]} images")
+            a = self.encode(xa) if x_T == "slerp" else Bipartite(self.clip.encode_image(xa), None)
+            b = self.encode(xb) if x_T == "slerp" else Bipartite(self.clip.encode_image(xb), None)
+        n, r = a.z_i.shape[0], self.base_resolution
+        if b.z_i.shape[0] != n:
+            raise ValueError(f"the two latents must pair up: got {n} and {b.z_i.shape[0]}")
+        thetas = torch.linspace(0, 1, steps)
+        z = torch.stack([slerp(a.z_i, b.z_i, float(th)) for th in thetas], 1).flatten(0, 1)  # [n*steps, D]
+        g = torch.Generator().manual_seed(seed)
+        if x_T == "slerp":
+            noise = torch.stack([slerp(a.x_T, b.x_T, float(th)) for th in thetas], 1).flatten(0, 1)
+            return self.decode(z, x_T=noise, eta=0.0, seed=seed, upsample=upsample)
+        if x_T == "fixed":
+            noise = torch.randn((n, 1, 3, r, r), generator=g).expand(-1, steps, -1, -1, -1).flatten(0, 1)
+        else:
+            noise = torch.randn((n * steps, 3, r, r), generator=g)
+        # random latents are not inversions: decode them as generate() would
+        d = self.defaults
+        return self.decode(z, x_T=noise.contiguous(), eta=0.0, seed=seed, upsample=upsample,
+                           steps=d.decoder_steps, guidance=d.decoder_guidance, clip_x0=True)
+
+    @torch.no_grad()
+    def text_diff(self, images=None, from_caption="", to_caption="", thetas=(0.0, 0.25, 0.5),
+                  seed: int = 0, upsample: bool = True, latent: Bipartite | None = None) -> torch.Tensor:
+        """Edit images towards a new description (section 3.3): z_d = normalise(z_t - z_t0)
+        from the CLIP text embeddings of to_caption (z_t) and from_caption (z_t0), then
+        z_i' = slerp(z_i, z_d, theta), decoded with the image's inverted x_T held fixed, so
+        theta = 0 gives the input back. The captions are one string for every image or a
+        list with one per image. Returns [N * len(thetas), 3, R, R], image 0's row first."""
+        from .latents import slerp, text_diff_direction
+
+        thetas = [float(t) for t in ([thetas] if isinstance(thetas, (int, float)) else thetas)]
+        if not thetas:
+            raise ValueError("thetas: give at least one value in [0, 1]")
+        if any(not 0.0 <= t <= 1.0 for t in thetas):
+            raise ValueError(f"thetas must lie in [0, 1] (0: the input, 1: the text direction itself), got {thetas}")
+        z_i, x_T = self._latent(images, latent)
+        n = z_i.shape[0]
+        pairs = []
+        for name, c in (("from_caption", from_caption), ("to_caption", to_caption)):
+            c = [c] * n if isinstance(c, str) else list(c)
+            if len(c) != n:
+                raise ValueError(f"{name}: give one caption, or one per image ({n}), got {len(c)}")
+            pairs.append(self.check_captions(c))
+        for source, target in zip(*pairs):
+            if source.strip().lower() == target.strip().lower():
+                raise ValueError(f"from_caption and to_caption are the same ({source!r}): a text diff needs two"
+                                 " different descriptions")
+        z_t0, z_t = self.clip.encode_text(pairs[0]), self.clip.encode_text(pairs[1])
+        z_d = text_diff_direction(z_t, z_t0)                                    # [N, D]
+        k = len(thetas)
+        z = torch.stack([slerp(z_i, z_d, th) for th in thetas], 1).flatten(0, 1)  # [N*k, D]
+        return self.decode(z, x_T=x_T.repeat_interleave(k, 0), eta=0.0, seed=seed, upsample=upsample)
 
 def load_unclip(name: str = "shapes", priors: tuple = ("diffusion", "autoregressive")) -> UnCLIP:
     """The shipped stack of the shapes world: CLIP, the priors named, decoder, upsamplers."""

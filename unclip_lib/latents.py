@@ -1,0 +1,84 @@
+"""Geometry of the latents: spherical interpolation and text-diff directions.
+
+unCLIP's manipulations move on spheres. CLIP embeddings are unit vectors, and the decoder's
+DDIM latents x_T are Gaussian vectors whose norm concentrates near sqrt(dim): a straight
+line between two of either passes through shorter vectors the models never saw, while
+slerp keeps the norm and turns at constant angular speed.
+
+    z = slerp(z_a, z_b, 0.5)                    # halfway along the great circle
+    z_d = text_diff_direction(z_t, z_t0)        # normalise(z_t - z_t0)
+    z_edit = slerp(z_i, z_d, 0.3)               # the paper's text diff
+"""
+from __future__ import annotations
+
+import torch
+
+# Below this angle (radians) slerp falls back to the linear interpolation it converges to:
+# sin(omega) would otherwise divide by a number close to zero.
+PARALLEL_ANGLE = 1e-4
+# Above this angle the two vectors are antipodal for our purpose: every great circle joins
+# them, so the path is not defined.
+ANTIPODAL_ANGLE = torch.pi - 1e-3
+
+
+def normalise(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """x [..., D] divided by its L2 norm along the last axis."""
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, theta) -> torch.Tensor:
+    """Spherical interpolation from a (theta = 0) to b (theta = 1).
+
+    a, b: [..., D] (broadcastable; [N, C, H, W] latents are flattened to [N, C*H*W] and
+    back). theta: a float, or a tensor broadcastable to the batch shape [...]. The angle
+    comes from the normalised dot product; the magnitudes are interpolated too, so unit
+    vectors stay unit and two latents of equal norm keep it. Returns a at theta = 0 and b
+    at theta = 1 exactly. Raises ValueError for antipodal vectors, where the path is not
+    unique; nearly parallel ones fall back to linear interpolation.
+    """
+    if a.dim() > 2 or b.dim() > 2:
+        shape = torch.broadcast_shapes(a.shape, b.shape)
+        flat = slerp(a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1), theta)
+        return flat.reshape(shape)
+    dtype = torch.promote_types(a.dtype, b.dtype)
+    a, b = a.to(dtype), b.to(dtype)
+    theta = torch.as_tensor(theta, dtype=dtype, device=a.device)
+    if not torch.isfinite(a).all() or not torch.isfinite(b).all():
+        raise ValueError("slerp: the vectors contain NaN or infinite values")
+    na, nb = a.norm(dim=-1, keepdim=True), b.norm(dim=-1, keepdim=True)
+    if (na == 0).any() or (nb == 0).any():
+        raise ValueError("slerp: a zero vector has no direction to interpolate")
+    # the angle in float64: arccos is ill-conditioned near +-1, where fp32 loses the angle
+    cos = ((a / na).double() * (b / nb).double()).sum(-1, keepdim=True).clamp(-1, 1)
+    omega = torch.arccos(cos)
+    if (omega > ANTIPODAL_ANGLE).any():
+        raise ValueError("slerp: the vectors are antipodal (angle ~180 degrees), so no single great circle"
+                         " joins them; perturb one or interpolate through a third point")
+    t = theta.double()
+    if t.dim() > 0:
+        t = t.unsqueeze(-1)
+    # along the great circle of the unit directions, with the norms interpolated linearly
+    sin = torch.sin(omega)
+    parallel = omega < PARALLEL_ANGLE
+    safe_sin = torch.where(parallel, torch.ones_like(sin), sin)
+    wa = torch.where(parallel, 1 - t, torch.sin((1 - t) * omega) / safe_sin)
+    wb = torch.where(parallel, t, torch.sin(t * omega) / safe_sin)
+    norm = (1 - t) * na.double() + t * nb.double()
+    out = norm * (wa * (a / na).double() + wb * (b / nb).double())
+    if parallel.any():
+        # the linear fallback shortens the vector slightly; put it back on the sphere
+        out = torch.where(parallel, normalise(out) * norm, out)
+    out = out.to(dtype)
+    # the endpoints are returned bit for bit, not up to rounding
+    out = torch.where(t == 0, a, out)
+    return torch.where(t == 1, b, out)
+
+
+def text_diff_direction(z_t: torch.Tensor, z_t0: torch.Tensor) -> torch.Tensor:
+    """z_d = normalise(z_t - z_t0) [..., D]: the direction from the current description's
+    text embedding z_t0 to the new one's z_t (unCLIP section 3.3)."""
+    diff = z_t - z_t0
+    if (diff.norm(dim=-1) < 1e-6).any():
+        raise ValueError("text diff: the two captions have the same CLIP text embedding, so there is no"
+                         " direction to move in; give a target caption that differs from the source")
+    return normalise(diff)
