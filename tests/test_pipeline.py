@@ -43,15 +43,15 @@ def test_ddim_inversion_reconstructs_at_base_resolution(pipe, scenes):
     assert psnr(refined, x) >= 40.0
 
 
-@pytest.mark.parametrize("stage", ["up64", pytest.param("up128", marks=pytest.mark.xfail(
-    strict=True, reason="known shortfall (issue 3): the shipped 64->128 model, residual over bicubic, "
-                        "is about 1 dB below bicubic on clean inputs. Remove this mark when it passes."))])
+@pytest.mark.parametrize("stage", ["up64", "up128"])
 def test_upsamplers_beat_bicubic(pipe, stage):
     up = pipe.upsamplers[0 if stage == "up64" else 1]
     low, high, degradation = {"up64": (32, 64, "blur"), "up128": (64, 128, "bsr")}[stage]
     steps = pipe.defaults.upsampler_steps[0 if stage == "up64" else 1]
     r = upsampler_validation(up, low, high, degradation, n=24, steps=steps, seed=777)
     assert r["psnr"] > r["bicubic_psnr"], r
+    if degradation == "bsr":
+        assert r["psnr_bsr"] > r["bicubic_psnr_bsr"], r
 
 
 def test_full_stack_is_deterministic_and_full_resolution(pipe, scenes):
