@@ -184,6 +184,60 @@ def prior_section(seed: int, n: int) -> list[str]:
     return out
 
 
+def manipulation_section(seed: int, n: int) -> list[str]:
+    """Variations, text diffs and interpolations on the bipartite latent (base resolution)."""
+    from unclip_lib.experiments import interpolation_scores, source_scenes, text_diff_scores, variation_scores
+    from unclip_lib.pipeline import load_unclip
+
+    pipe = load_unclip("shapes", priors=())
+    ev = load_evaluator("shapes")
+    d = pipe.defaults
+    etas = (0.0, 0.25, 0.5, 0.75, 1.0)
+    out = ["", f"Variations of {n} fresh one-object images, 4 each: the bipartite latent (z_i, refined DDIM "
+           f"inversion x_T) decoded with {d.inversion_steps} DDIM steps at each eta, guidance "
+           f"{d.inversion_guidance}; share of variations keeping the source's attribute (evaluator), and "
+           "pixel diversity (RMS distance between the variations of one source, 32 px):", "",
+           "| eta | shape | colour | size | shape+colour | pixel diversity |", "|---|---|---|---|---|---|"]
+    scenes = source_scenes(n, seed)
+    for eta, r in variation_scores(pipe, ev, n=4, etas=etas, seed=seed, batch=scenes).items():
+        out.append(f"| {eta} | {r['shape']:.1%} | {r['color']:.1%} | {r['size']:.1%} | {r['shape+color']:.1%} "
+                   f"| {r['diversity']:.3f} |")
+    thetas = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+    for key, other in (("color", "shape"), ("shape", "colour")):
+        r = text_diff_scores(pipe, ev, key, thetas=thetas, seed=seed + 1, batch=scenes)
+        name = "colour" if key == "color" else "shape"
+        out += ["", f"Text diffs of {name} on the same {n} images, each towards a random other {name} "
+                f"(\"a red circle\" -> \"a {'blue circle' if key == 'color' else 'red star'}\"): share showing "
+                f"the target {name}, and share keeping the {other}:", "",
+                "| theta | " + " | ".join(f"{t}" for t in thetas) + " |", "|---" * (len(thetas) + 1) + "|",
+                "| target | " + " | ".join(f"{v['target']:.1%}" for v in r["per_theta"].values()) + " |",
+                f"| {other} kept | " + " | ".join(f"{v['kept']:.1%}" for v in r["per_theta"].values()) + " |", "",
+                f"Edited (target shown and {other} kept at some theta <= 0.5): **{r['edited']:.1%}**, at a mean "
+                f"first theta of {r['first_theta']:.2f}; theta = 0 reproduces the input at {r['psnr_theta0']:.1f} dB."]
+    m = max(2, n // 2)
+    curves = interpolation_scores(pipe, ev, n_pairs=m, steps=5, modes=("slerp", "fixed", "random"), seed=seed + 2)
+    out += ["", f"Interpolations between {m} fresh pairs that differ in shape and colour (5 steps): share of "
+            "images showing a's shape and colour (mean of the two) / b's:", "",
+            "| x_T | " + " | ".join(f"theta {r['theta']}" for r in curves["slerp"]) + " |",
+            "|---" * 6 + "|"]
+    for mode, rows in curves.items():
+        out.append(f"| {mode} | " + " | ".join(f"{r['a']:.0%} / {r['b']:.0%}" for r in rows) + " |")
+
+    one = scenes.images[:1]
+    pipe.encode(one)
+    timings = []
+    for name, fn in (("encode 1 image (CLIP + refined inversion)", lambda: pipe.encode(one)),
+                     ("4 variations at 128 px", lambda: pipe.variations(one, n=4)),
+                     ("text diff, 3 thetas at 128 px", lambda: pipe.text_diff(one, "a red circle", "a blue circle")),
+                     ("interpolation, 5 steps at 128 px (x_T slerp)",
+                      lambda: pipe.interpolate(one, scenes.images[1:2], steps=5))):
+        t = time.perf_counter()
+        fn()
+        timings.append(f"{name} {time.perf_counter() - t:.1f} s")
+    out.append("\nSpeed, end to end from a 64 px image: " + "; ".join(timings) + ".")
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--seed", type=int, default=int(time.time()) % 100_000)
@@ -191,6 +245,8 @@ def main() -> None:
     p.add_argument("--decoder", action="store_true", help="also measure the decoder stack")
     p.add_argument("--priors", action="store_true", help="also measure text to image with both priors")
     p.add_argument("--upsamplers", action="store_true", help="only the upsampler table (part of --decoder)")
+    p.add_argument("--manipulations", action="store_true",
+                   help="also measure variations, text diffs and interpolations")
     args = p.parse_args()
     out = [f"Measured on {machine()}; `python scripts/bench.py --seed {args.seed}`.", ""]
     out.append(f"- Rendering: {render_rate():,.0f} images/s at 64 px on one core (one-object scenes).")
@@ -229,6 +285,8 @@ def main() -> None:
         out += upsampler_rows(load_unclip("shapes", priors=()), args.seed, 32)
     if args.priors:
         out += prior_section(args.seed, min(args.n, 500))
+    if args.manipulations:
+        out += manipulation_section(args.seed, min(args.n, 500))
     print("\n".join(out))
 
 

@@ -81,7 +81,7 @@ def test_bad_embeddings_are_refused_clearly(pipe):
         pipe.decode(torch.randn(0, 128))
     with pytest.raises(ValueError, match=r"\[N, D\]"):
         pipe.decode(torch.randn(128))
-    with pytest.raises(ValueError, match="x_T must have shape"):
+    with pytest.raises(ValueError, match=r"x_T must be a tensor \[2, 3, 32, 32\]"):
         pipe.decode(torch.randn(2, 128), x_T=torch.randn(2, 3, 64, 64), upsample=False)
 
 

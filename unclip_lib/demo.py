@@ -1,7 +1,8 @@
 """`make demo`: a gallery of the world and of what the shipped models see, in outputs/.
 
 Writes PNGs and one index.html, and prints what it wrote. Sections: the world, CLIP
-zero-shot, text to image with both priors; later stages add theirs here.
+zero-shot, text to image with both priors, variations, an interpolation and text diffs;
+later stages add theirs here.
 """
 from __future__ import annotations
 
@@ -42,6 +43,47 @@ def _text_to_image(out: Path, seed: int, samples: int = 4) -> list[tuple[str, st
     return sections
 
 
+def _manipulations(out: Path, seed: int) -> list[tuple[str, str, str]]:
+    """Variations, an interpolation and text diffs of fresh scenes, at full resolution."""
+    from .experiments import interpolation_pairs, source_scenes
+    from .images import resize
+    from .pipeline import load_unclip
+
+    pipe = load_unclip("shapes", priors=())
+    sections = []
+    t = time.time()
+    scenes = source_scenes(3, seed)
+    var = pipe.variations(scenes.images, n=4, eta=1.0, seed=seed)            # [3 * 4, ...]
+    tiles = torch.cat([torch.cat([resize(scenes.images[i:i + 1], var.shape[-1]), var[4 * i:4 * i + 4]])
+                       for i in range(3)])
+    fig = show_images(tiles, [label for _ in range(3) for label in ["input"] + ["variation"] * 4], ncols=5, size=1.6)
+    fig.savefig(out / "variations.png", dpi=110)
+    sections.append(("Variations", "variations.png", "Each input's bipartite latent (CLIP z_i, DDIM-inverted x_T)"
+                     f" decoded 4 times with eta = 1 ({time.time() - t:.0f} s)."))
+
+    t = time.time()
+    pair, images_b, _ = interpolation_pairs(2, seed)
+    path = pipe.interpolate(pair.images, images_b, steps=6, x_T="slerp", seed=seed)
+    fig = show_images(path, [f"theta {j / 5:.1f}" for _ in range(2) for j in range(6)], ncols=6, size=1.6)
+    fig.savefig(out / "interpolation.png", dpi=110)
+    sections.append(("Interpolations", "interpolation.png", "slerp from one image's z_i to another's, with x_T "
+                     f"slerped between their inversions ({time.time() - t:.0f} s)."))
+
+    t = time.time()
+    src = ShapesWorld(seed=seed).render([{"shape": "circle", "color": "red", "size": "large"},
+                                         {"shape": "square", "color": "blue"}], 64)
+    thetas = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+    rows = pipe.text_diff(src, ["a red circle", "a blue square"], ["a green circle", "a blue star"],
+                          thetas=thetas, seed=seed)
+    titles = [f"{e}: theta {th}" if j == 0 else f"theta {th}" for e in ("red -> green circle", "blue square -> star")
+              for j, th in enumerate(thetas)]
+    fig = show_images(rows, titles, ncols=len(thetas), size=1.6)
+    fig.savefig(out / "text_diffs.png", dpi=110)
+    sections.append(("Text diffs", "text_diffs.png", "z_i slerped towards norm(z_t - z_t0) of two captions, decoded "
+                     f"with the inverted x_T fixed; theta 0 is the input ({time.time() - t:.0f} s)."))
+    return sections
+
+
 def make_demo(out: str | Path = "outputs", seed: int = 0) -> Path:
     import matplotlib
 
@@ -72,6 +114,7 @@ def make_demo(out: str | Path = "outputs", seed: int = 0) -> Path:
                      "its top caption and probability are shown."))
 
     sections += _text_to_image(out, seed)
+    sections += _manipulations(out, seed)
 
     check = world.sample(500, objects=1, resolution=64)
     zs = zero_shot_accuracy(clip, check.images, check.attributes)
