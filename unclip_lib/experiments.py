@@ -34,12 +34,13 @@ def _rate(m: np.ndarray) -> float:
 
 
 def variation_scores(pipe, evaluator, n_images: int = 100, n: int = 4, etas=(0.0, 0.25, 0.5, 0.75, 1.0),
-                     seed: int = 0, batch=None) -> dict[float, dict]:
+                     seed: int = 0, batch=None, latent=None) -> dict[float, dict]:
     """For each eta: the share of variations that keep the source's shape, colour and
     size (and shape and colour together), and their pixel diversity (mean RMS distance
-    between the n variations of one source). Base resolution."""
+    between the n variations of one source). Base resolution. batch: the scenes to use
+    (default: n_images fresh ones); latent: their pipe.encode(batch.images), if at hand."""
     batch = batch if batch is not None else source_scenes(n_images, seed)
-    latent = pipe.encode(batch.images)
+    latent = latent if latent is not None else pipe.encode(batch.images)
     truth = [a for a in batch.attributes for _ in range(n)]
     out = {}
     for eta in etas:
@@ -61,14 +62,15 @@ def edit_targets(attributes: list[dict], key: str, seed: int) -> list[str]:
 
 
 def text_diff_scores(pipe, evaluator, key: str = "color", n_images: int = 100,
-                     thetas=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5), seed: int = 0, batch=None) -> dict:
+                     thetas=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5), seed: int = 0, batch=None, latent=None) -> dict:
     """Text diffs "a red circle" -> "a blue circle" (key="color") or "a red circle" ->
     "a red star" (key="shape") on fresh scenes, each towards a random other value.
 
     Returns {"per_theta": {theta: {"target": share showing the target value, "kept": share
     keeping the other attribute}}, "edited": share reaching the target at some theta while
     keeping the other attribute there, "first_theta": mean smallest such theta over the
-    edited, "psnr_theta0": PSNR (dB) of theta = 0 against the input at base resolution}."""
+    edited, "psnr_theta0": PSNR (dB) of theta = 0 against the input at base resolution}.
+    batch / latent as in variation_scores."""
     other = "shape" if key == "color" else "color"
     batch = batch if batch is not None else source_scenes(n_images, seed)
     targets = edit_targets(batch.attributes, key, seed)
@@ -76,7 +78,7 @@ def text_diff_scores(pipe, evaluator, key: str = "color", n_images: int = 100,
     to_captions = [canonical_caption({"shape": a["shape"], "color": a["color"], key: t})
                    for a, t in zip(batch.attributes, targets)]
     thetas = [float(t) for t in thetas]
-    latent = pipe.encode(batch.images)
+    latent = latent if latent is not None else pipe.encode(batch.images)
     images = pipe.text_diff(latent=latent, from_caption=from_captions, to_caption=to_captions, thetas=thetas,
                             seed=seed, upsample=False)
     k, n = len(thetas), len(batch.attributes)

@@ -44,6 +44,11 @@ class Bipartite(NamedTuple):
     z_i: torch.Tensor                    # [N, D] CLIP image embeddings
     x_T: torch.Tensor | None             # [N, 3, r, r] the decoder's DDIM latents
 
+    def select(self, index) -> "Bipartite":
+        """The latents of some images: index is a slice, a list or an index tensor."""
+        index = [index] if isinstance(index, int) else index
+        return Bipartite(self.z_i[index], None if self.x_T is None else self.x_T[index])
+
 
 # x_T along an interpolation: slerped between the two inversions, one random latent held
 # fixed, or a fresh random latent per step
