@@ -239,6 +239,58 @@ def manipulation_section(seed: int, n: int) -> list[str]:
     return out
 
 
+def probe_section(seed: int, n: int) -> list[str]:
+    """PCA reconstructions decoded, typographic attacks on the tiny CLIP (and a real one if cached)."""
+    from unclip_lib.pipeline import load_unclip
+    from unclip_lib.probes import (attack_decodings, attack_scores, fit_embedding_pca, pca_probe, photo_attack,
+                                   typographic_scenes)
+
+    pipe = load_unclip("shapes", priors=())
+    ev = load_evaluator("shapes")
+    pca = fit_embedding_pca(pipe.clip, n=4000, seed=seed)
+    ks = (1, 2, 4, 8, 16, 32, 64, pca.dim)
+    cum = pca.explained.cumsum(0)
+    out = ["", f"PCA of the tiny CLIP's z_i (4000 world scenes): cumulative explained variance "
+           + ", ".join(f"k={k}: {float(cum[k - 1]):.1%}" for k in ks[:-1]) + ".", "",
+           f"PCA probe: z_i of {n} fresh one-object images rebuilt from its first k components (renormalised), "
+           "decoded with one fixed x_T per image (default steps and guidance); share of decodings showing the "
+           "source's attribute (evaluator):", "",
+           "| k | shape | colour | size | position | background |", "|---|---|---|---|---|---|"]
+    for k, r in pca_probe(pipe, ev, pca, ks=ks, n_images=n, seed=seed).items():
+        out.append(f"| {k} | " + " | ".join(f"{r[a]:.1%}" for a in ("shape", "color", "size", "position",
+                                                                     "background")) + " |")
+    m = 500
+    out += ["", f"Typographic attacks on the tiny CLIP, {m} fresh one-object scenes per row, each with a word "
+            "naming a wrong shape (or colour); zero-shot over the 6 shapes (or 12 colours) with the other attribute "
+            "stated. Success: share of images read right when clean whose top label becomes the word:", "",
+            "| word names | size | contrast | accuracy clean | accuracy attacked | P(word) clean | P(word) attacked "
+            "| success |", "|---|---|---|---|---|---|---|---|"]
+    for kind in ("shape", "color"):
+        for size, contrast in ((0.1, 1.0), (0.17, 1.0), (0.25, 1.0), (0.33, 1.0), (0.25, 0.4)):
+            r = attack_scores(pipe.clip, typographic_scenes(m, seed + 7, kind, word_size=size, word_contrast=contrast))
+            out.append(f"| {kind} | {size} | {contrast} | {r['clean_accuracy']:.1%} | {r['attacked_accuracy']:.1%} | "
+                       f"{r['p_word_clean']:.4f} | {r['p_word_attacked']:.4f} | {r['success']:.1%} |")
+    out += ["", f"What the decoder draws from attacked z_i ({n} scenes, word size 0.25, 2 samples each):", "",
+            "| word names | object kept | word's meaning drawn | word written | object kept (clean) |",
+            "|---|---|---|---|---|"]
+    for kind in ("shape", "color"):
+        r = attack_decodings(pipe, ev, typographic_scenes(n, seed + 8, kind, word_size=0.25), samples=2, seed=seed)
+        out.append(f"| {kind} | {r['object']:.1%} | {r['meaning']:.1%} | {r['word']:.1%} | {r['object_clean']:.1%} |")
+    try:
+        real = load_clip("ViT-B-32", pretrained="laion2b_s34b_b79k")
+    except (FileNotFoundError, KeyError) as err:
+        out.append(f"\nReal CLIP (ViT-B-32 / laion2b_s34b_b79k): not in the local cache on this machine, so not "
+                   f"measured ({type(err).__name__}).")
+    else:
+        out += ["", "Real CLIP ViT-B-32 / laion2b_s34b_b79k on scikit-image's photographs, with another label's "
+                "word written on a white note:", "", "| photo | word | P(true) clean | P(true) attacked | "
+                "P(word) attacked | top label attacked |", "|---|---|---|---|---|---|"]
+        for r in photo_attack(real):
+            out.append(f"| {r['label']} | {r['word']} | {r['p_true_clean']:.2f} | {r['p_true_attacked']:.2f} | "
+                       f"{r['p_word_attacked']:.2f} | {r['top_attacked']} |")
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--seed", type=int, default=int(time.time()) % 100_000)
@@ -248,6 +300,7 @@ def main() -> None:
     p.add_argument("--upsamplers", action="store_true", help="only the upsampler table (part of --decoder)")
     p.add_argument("--manipulations", action="store_true",
                    help="also measure variations, text diffs and interpolations")
+    p.add_argument("--probes", action="store_true", help="also measure the PCA probe and typographic attacks")
     args = p.parse_args()
     out = [f"Measured on {machine()}; `python scripts/bench.py --seed {args.seed}`.", ""]
     out.append(f"- Rendering: {render_rate():,.0f} images/s at 64 px on one core (one-object scenes).")
@@ -288,6 +341,8 @@ def main() -> None:
         out += prior_section(args.seed, min(args.n, 500))
     if args.manipulations:
         out += manipulation_section(args.seed, min(args.n, 200))
+    if args.probes:
+        out += probe_section(args.seed, min(args.n, 200))
     print("\n".join(out))
 
 

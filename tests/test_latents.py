@@ -76,3 +76,25 @@ def test_text_diff_direction():
     assert float((z_d * (z_t - z_t0)).sum()) > 0
     with pytest.raises(ValueError, match="same CLIP text embedding"):
         text_diff_direction(z_t, z_t.clone())
+
+
+def test_embedding_pca_orders_variance_and_reconstructs():
+    from unclip_lib.latents import EmbeddingPCA
+
+    g = torch.Generator().manual_seed(10)
+    # data spread mostly along two known directions
+    basis = torch.linalg.qr(torch.randn(16, 16, generator=g))[0]
+    coeffs = torch.randn(500, 16, generator=g) * torch.tensor([5.0, 3.0] + [0.1] * 14)
+    z = coeffs @ basis.T + 2.0
+    pca = EmbeddingPCA.fit(z)
+    assert torch.allclose(pca.explained.sum(), torch.tensor(1.0), atol=1e-5)
+    assert (pca.explained[:-1] >= pca.explained[1:] - 1e-7).all()
+    assert float(pca.explained[:2].sum()) > 0.98
+    # the first component is the first planted direction, up to sign
+    assert abs(float(pca.components[0] @ basis[:, 0])) > 0.99
+    assert torch.allclose(pca.reconstruct(z, 16, renormalise=False), z, atol=1e-4)
+    two = pca.reconstruct(z, 2, renormalise=False)
+    assert float(((two - z) ** 2).mean()) < 0.02
+    assert torch.allclose(pca.reconstruct(z, 3).norm(dim=-1), torch.ones(500), atol=1e-5)
+    with pytest.raises(ValueError, match="k must lie"):
+        pca.reconstruct(z, 17)

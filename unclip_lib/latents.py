@@ -82,3 +82,46 @@ def text_diff_direction(z_t: torch.Tensor, z_t0: torch.Tensor) -> torch.Tensor:
         raise ValueError("text diff: the two captions have the same CLIP text embedding, so there is no"
                          " direction to move in; give a target caption that differs from the source")
     return normalise(diff)
+
+
+class EmbeddingPCA:
+    """Principal components of a set of embeddings [N, D] (unCLIP section 4's probe).
+
+        pca = EmbeddingPCA.fit(z_i)              # z_i [N, D]
+        pca.explained                            # [D] variance ratio, decreasing
+        pca.reconstruct(z_i, k)                  # [N, D] from the first k components, unit norm
+    """
+
+    def __init__(self, mean: torch.Tensor, components: torch.Tensor, explained: torch.Tensor):
+        self.mean = mean                # [D]
+        self.components = components    # [D, D], one component per row, by decreasing variance
+        self.explained = explained      # [D] share of the total variance per component
+
+    @classmethod
+    def fit(cls, z: torch.Tensor) -> "EmbeddingPCA":
+        if z.dim() != 2 or z.shape[0] < 2:
+            raise ValueError(f"PCA needs embeddings [N >= 2, D], got {list(z.shape)}")
+        z = z.double()
+        mean = z.mean(0)
+        # SVD of the centred data: rows of vh are the principal directions
+        _, s, vh = torch.linalg.svd(z - mean, full_matrices=False)
+        var = s ** 2
+        d = z.shape[1]
+        components = torch.zeros(d, d, dtype=torch.float64)
+        components[: vh.shape[0]] = vh  # fewer samples than dims: the remaining directions carry nothing
+        explained = torch.zeros(d, dtype=torch.float64)
+        explained[: var.shape[0]] = var / var.sum()
+        return cls(mean.float(), components.float(), explained.float())
+
+    @property
+    def dim(self) -> int:
+        return self.components.shape[1]
+
+    def reconstruct(self, z: torch.Tensor, k: int, renormalise: bool = True) -> torch.Tensor:
+        """z [N, D] projected on the mean plus the first k components (k = D: z itself,
+        up to rounding), then put back on the unit sphere where CLIP embeddings live."""
+        if not 0 <= k <= self.dim:
+            raise ValueError(f"k must lie in [0, {self.dim}], got {k}")
+        basis = self.components[:k]                                  # [k, D]
+        out = self.mean + ((z - self.mean) @ basis.T) @ basis
+        return normalise(out) if renormalise else out

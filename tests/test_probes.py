@@ -1,0 +1,95 @@
+"""Probes of CLIP: PCA reconstructions decoded, typographic attacks (tiny CLIP and the
+open_clip path with a small model saved locally), measured on small fresh samples."""
+import json
+
+import pytest
+import torch
+
+from unclip_lib.probes import (attack_decodings, attack_scores, fit_embedding_pca, pca_probe, photo_attack,
+                               typographic_scenes)
+from unclip_lib.world import COLORS, SHAPES
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    from unclip_lib.pipeline import load_unclip
+
+    return load_unclip("shapes", priors=())
+
+
+@pytest.fixture(scope="module")
+def pca(pipe):
+    return fit_embedding_pca(pipe.clip, n=1500, seed=321)
+
+
+def test_pca_of_world_embeddings(pca, pipe):
+    assert pca.dim == pipe.clip.embed_dim
+    assert abs(float(pca.explained.sum()) - 1) < 1e-4
+    cum = pca.explained.cumsum(0)
+    # a handful of directions carry most of a world with a handful of attributes
+    assert float(cum[31]) > 0.9 and float(cum[3]) < 0.9
+
+
+def test_pca_probe_loses_attributes_with_few_components(pca, pipe, evaluator):
+    table = pca_probe(pipe, evaluator, pca, ks=(1, pca.dim), n_images=12, seed=654)
+    full, one = table[pca.dim], table[1]
+    assert full["shape"] >= 0.9 and full["color"] >= 0.9 and full["position"] >= 0.9, table
+    assert one["color"] <= 0.6 and one["position"] <= 0.6, table
+
+
+def test_typographic_scenes_write_a_wrong_word():
+    s = typographic_scenes(8, seed=1, kind="shape", word_size=0.25)
+    assert s.clean.shape == s.attacked.shape == (8, 3, 64, 64)
+    assert all(w != a["shape"] and w in SHAPES for w, a in zip(s.words, s.attributes))
+    assert all((s.clean[i] != s.attacked[i]).any() for i in range(8))
+    c = typographic_scenes(4, seed=1, kind="color")
+    assert all(w != a["color"] and w in COLORS for w, a in zip(c.words, c.attributes))
+    faint = typographic_scenes(4, seed=1, kind="shape", word_contrast=0.0)
+    assert torch.allclose(faint.clean, faint.attacked, atol=2 / 255)   # invisible ink
+    with pytest.raises(ValueError, match="word_contrast"):
+        typographic_scenes(2, seed=1, word_contrast=1.5)
+    with pytest.raises(ValueError, match="word_size"):
+        typographic_scenes(2, seed=1, word_size=0.9)
+    with pytest.raises(ValueError, match="key must be one of"):
+        typographic_scenes(2, seed=1, kind="size")
+
+
+def test_attack_raises_the_words_probability_but_rarely_flips_the_tiny_clip(clip):
+    r = attack_scores(clip, typographic_scenes(64, seed=77, kind="shape", word_size=0.25))
+    assert r["clean_accuracy"] >= 0.9, r
+    assert r["p_word_attacked"] > 5 * r["p_word_clean"], r
+    assert r["success"] <= 0.25, r
+
+
+def test_decoder_reproduces_the_object_not_the_word(pipe, evaluator):
+    r = attack_decodings(pipe, evaluator, typographic_scenes(10, seed=91, kind="shape", word_size=0.25), samples=1)
+    assert r["object"] >= 0.8 and r["meaning"] <= 0.2, r
+
+
+def test_real_open_clip_path_with_a_small_locally_saved_model(tmp_path, monkeypatch):
+    """The real-model path (an open_clip architecture + a pretrained file) runs offline:
+    a small open_clip model is built, saved as safetensors and loaded by load_clip."""
+    pytest.importorskip("skimage")
+    import open_clip
+    from safetensors.torch import save_file
+
+    from unclip_lib import load_clip
+
+    config = {"embed_dim": 32,
+              "vision_cfg": {"image_size": 64, "layers": 1, "width": 64, "patch_size": 16, "head_width": 32},
+              "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+    (tmp_path / "unclip-test-tiny.json").write_text(json.dumps(config))
+    open_clip.add_model_config(tmp_path / "unclip-test-tiny.json")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = open_clip.create_model("unclip-test-tiny")
+    weights = tmp_path / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+
+    clip = load_clip("unclip-test-tiny", pretrained=str(weights))
+    loaded = clip.model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
+    rows = photo_attack(clip)
+    assert len(rows) == 5 and {r["label"] for r in rows} >= {"a cat", "a cup of coffee"}
+    for r in rows:
+        assert 0.0 <= r["p_true_clean"] <= 1.0 and 0.0 <= r["p_word_attacked"] <= 1.0
+        assert r["word"] not in r["label"]
