@@ -70,8 +70,9 @@ def _manipulations(out: Path, seed: int) -> list[tuple[str, str, str]]:
                      f"slerped between their inversions ({time.time() - t:.0f} s)."))
 
     t = time.time()
-    src = ShapesWorld(seed=seed).render([{"shape": "circle", "color": "red", "size": "large"},
-                                         {"shape": "square", "color": "blue"}], 64)
+    src = ShapesWorld(seed=seed).render([{"shape": "circle", "color": "red", "size": "large", "position": "center"},
+                                         {"shape": "square", "color": "blue", "size": "small", "position": "left"}],
+                                        64)
     thetas = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
     rows = pipe.text_diff(src, ["a red circle", "a blue square"], ["a green circle", "a blue star"],
                           thetas=thetas, seed=seed)
