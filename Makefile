@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Notebooks run in their short "smoke" mode under the test suite.
 export CI ?= 1
 
-.PHONY: install test unit notebooks demo lab bench clean
+.PHONY: install test unit notebooks demo lab bench bench-all clean
 
 install: $(STAMP)
 
@@ -36,5 +36,10 @@ lab: install
 clean:
 	rm -rf outputs .pytest_cache
 
+# measure and write BENCHMARKS.md: the world and speed sections (a few minutes) ...
 bench: install
-	$(PY) scripts/bench.py
+	$(PY) scripts/bench.py --speed --write BENCHMARKS.md
+
+# ... or every section (about 3 hours on 2 cores)
+bench-all: install
+	$(PY) scripts/bench.py --all -n 500 --write BENCHMARKS.md

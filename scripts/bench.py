@@ -2,6 +2,12 @@
 
     python scripts/bench.py --seed 2024            # any seed: the figures must hold
     python scripts/bench.py --seed 7 > /tmp/b.md
+    python scripts/bench.py --speed --write BENCHMARKS.md      # what `make bench` runs
+    python scripts/bench.py --all --write BENCHMARKS.md        # every section (about 3 hours)
+
+--write FILE replaces, in FILE, the block of each section measured between its markers
+<!-- bench:NAME --> and <!-- /bench:NAME --> (appending the block if FILE has none), and
+leaves everything else in FILE (the discussion of the figures) as it is.
 
 Figures: rendering rate (one core), CLIP zero-shot accuracy on fresh one-object images
 and on the held-out combinations, evaluator accuracy at 32/64/128 px, training time of the
@@ -10,13 +16,18 @@ shipped weights (read from their metadata).
 from __future__ import annotations
 
 import argparse
+import datetime
 import platform
+import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from unclip_lib import ShapesWorld, load_clip, load_evaluator
-from unclip_lib.checkpoints import read_metadata, shipped_path
+from unclip_lib.checkpoints import SHIPPED, read_metadata, shipped_path
 from unclip_lib.evaluate import attribute_accuracy, scene_accuracy, zero_shot_accuracy
 from unclip_lib.images import resize
 
@@ -38,6 +49,11 @@ def render_rate(n: int = 2000) -> float:
     return rate
 
 
+def train_seconds(extra: dict) -> float:
+    """Training wall-clock seconds from a shipped file's metadata (older files: session_seconds)."""
+    return float(extra.get("train_seconds", extra.get("session_seconds", 0)))
+
+
 def training_rows(named_modules) -> list[str]:
     """Parameter count and training of shipped models, read from their metadata."""
     out = ["", "| model | parameters | training (shipped weights) |", "|---|---|---|"]
@@ -46,7 +62,7 @@ def training_rows(named_modules) -> list[str]:
         train = meta["train"]
         out.append(f"| {name} | {sum(p.numel() for p in module.parameters()) / 1e6:.2f} M | "
                    f"{train['steps']} steps x batch {train['batch_size']}, "
-                   f"{meta.get('train_seconds', 0) / 60:.0f} min |")
+                   f"{train_seconds(meta) / 60:.0f} min |")
     return out
 
 
@@ -126,7 +142,7 @@ def decoder_section(seed: int, n: int) -> list[str]:
 
 def prior_section(seed: int, n: int) -> list[str]:
     """Text to image with both priors, prior cosine, the importance-of-the-prior table."""
-    from unclip_lib.evaluate import attribute_entropy, pixel_diversity, text_prompts, text_to_image_scores
+    from unclip_lib.evaluate import text_prompts, text_to_image_scores
     from unclip_lib.pipeline import load_unclip
     from unclip_lib.train import prior_validation
 
@@ -159,26 +175,20 @@ def prior_section(seed: int, n: int) -> list[str]:
         r = prior_validation(pipe.priors[prior], pipe.clip, n=500, seed=seed + 3)
         out.append(f"| {prior} | {r['cos_sample']:.3f} | {r['cos_z_t']:.3f} |")
 
-    k, s = min(n, 200), 4
-    captions, stated = text_prompts(k, seed=seed + 11, split="train")
-    plain, _ = text_prompts(50, seed=seed + 12, split="train", p_size=0.0, p_position=0.0)
+    from unclip_lib.fidelity import CONDITIONING_NAMES, conditioning_scores
+
+    k, s = min(n, 200) // 4, 4
     out += ["", f"Importance of the prior (paper section 5.1): the same decoder ({d.decoder_steps} steps, guidance "
             f"{d.decoder_guidance}) fed the caption alone, the text embedding z_t in place of z_i, or a prior's "
-            f"z_i. Accuracy on {k} captions at the base 32 px; diversity over {s} samples of each of 50 captions "
-            "that state only shape and colour: RMS pixel distance and the entropy (bits) of the unstated size "
-            "(max 1) and position (max 2.32):", "",
+            f"z_i; {k} fresh captions (shape and colour stated, size and position each half the time), {s} "
+            "samples each at the base 32 px. Accuracy over all samples; diversity across the samples of a "
+            "caption: RMS pixel distance and the entropy (bits) of size (max 1) and position (max 2.32) over "
+            "the captions that leave them open, and of the never-stated background (max 2):", "",
             "| decoder conditioned on | shape+colour | all stated | pixel diversity | size entropy | "
-            "position entropy |", "|---|---|---|---|---|---|"]
-    for cond, name in (("caption", "caption only (GLIDE-like)"), ("z_t", "text embedding z_t"),
-                       ("diffusion", "diffusion prior z_i"), ("autoregressive", "autoregressive prior z_i")):
-        base = pipe.generate(captions, prior=cond, seed=seed + 21, upsample=False)
-        sc = text_to_image_scores(ev.predict(base, objects=1), stated)
-        samples = torch.stack([pipe.generate(plain, prior=cond, seed=seed + 100 * j, upsample=False)
-                               for j in range(s)])
-        preds = [ev.predict(x, objects=1) for x in samples]
-        per_caption = [[preds[j][i] for j in range(s)] for i in range(len(plain))]
-        out.append(f"| {name} | {sc['shape+color']:.1%} | {sc['all']:.1%} | {pixel_diversity(samples):.3f} | "
-                   f"{attribute_entropy(per_caption, 'size'):.2f} | {attribute_entropy(per_caption, 'position'):.2f} |")
+            "position entropy | background entropy |", "|---|---|---|---|---|---|---|"]
+    for cond, r in conditioning_scores(pipe, ev, n_captions=k, samples=s, seed=seed + 11).items():
+        out.append(f"| {CONDITIONING_NAMES[cond]} | {r['shape+color']:.1%} | {r['all']:.1%} | {r['diversity']:.3f} | "
+                   f"{r['size_entropy']:.2f} | {r['position_entropy']:.2f} | {r['background_entropy']:.2f} |")
 
     out += training_rows(tuple((f"prior/{p}", pipe.priors[p]) for p in ("diffusion", "autoregressive")))
     return out
@@ -291,31 +301,111 @@ def probe_section(seed: int, n: int) -> list[str]:
     return out
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--seed", type=int, default=int(time.time()) % 100_000)
-    p.add_argument("-n", type=int, default=1000)
-    p.add_argument("--decoder", action="store_true", help="also measure the decoder stack")
-    p.add_argument("--priors", action="store_true", help="also measure text to image with both priors")
-    p.add_argument("--upsamplers", action="store_true", help="only the upsampler table (part of --decoder)")
-    p.add_argument("--manipulations", action="store_true",
-                   help="also measure variations, text diffs and interpolations")
-    p.add_argument("--probes", action="store_true", help="also measure the PCA probe and typographic attacks")
-    args = p.parse_args()
-    out = [f"Measured on {machine()}; `python scripts/bench.py --seed {args.seed}`.", ""]
-    out.append(f"- Rendering: {render_rate():,.0f} images/s at 64 px on one core (one-object scenes).")
+PEAK_MEMORY_SCRIPT = """
+import resource, sys, torch
+from unclip_lib import load_unclip
+torch.manual_seed(0)
+pipe = load_unclip("shapes")
+pipe.generate(["a small red triangle on the left"] * 16, seed=0)
+scale = 1 if sys.platform == "darwin" else 1024      # ru_maxrss: bytes on macOS, KiB elsewhere
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20)
+"""
 
+
+def peak_memory_mb() -> float | None:
+    """Peak resident memory (MB) of a fresh process that loads the full stack and generates
+    16 images at full resolution; None where the resource module is missing (Windows)."""
+    try:
+        import resource  # noqa: F401
+    except ImportError:
+        return None
+    out = subprocess.run([sys.executable, "-c", PEAK_MEMORY_SCRIPT], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def speed_section(seed: int) -> list[str]:
+    """Seconds per stage and end to end, inversion PSNR and model calls, peak memory, the
+    training cost of every shipped component."""
+    from unclip_lib.evaluate import psnr
+    from unclip_lib.pipeline import load_unclip
+
+    t = time.perf_counter()
+    pipe = load_unclip("shapes")
+    load_seconds = time.perf_counter() - t
+    d = pipe.defaults
+    captions = [c for c in ShapesWorld(seed=seed).sample(16, objects=1).captions]
+    pipe.generate(captions[:2], seed=seed)                                       # warm-up
+    out = ["", f"Sampling 16 captions to 128 px on this CPU (`pipe.generate(..., return_intermediates=True)` "
+           f"times its stages; defaults: prior guidance {d.prior_guidance}, diffusion prior {d.prior_steps} steps "
+           f"best of {d.prior_candidates}; decoder {d.decoder_steps} steps at guidance {d.decoder_guidance}; "
+           f"upsamplers {d.upsampler_steps[0]} + {d.upsampler_steps[1]} steps). Loading the full stack took "
+           f"{load_seconds:.1f} s.", "",
+           "| prior | prior | decoder 32 px | upsampler 64 px | upsampler 128 px | end to end | per image |",
+           "|---|---|---|---|---|---|---|"]
+    for prior in ("diffusion", "autoregressive"):
+        g = pipe.generate(captions, prior=prior, seed=seed, return_intermediates=True)
+        sec = g.seconds
+        total = sum(sec.values())
+        out.append(f"| {prior} | " + " | ".join(f"{sec[k]:.2f} s" for k in ("prior", "decoder", "upsampler 64",
+                                                                             "upsampler 128"))
+                   + f" | {total:.2f} s | {total / len(captions):.2f} s |")
+    images = ShapesWorld(seed=seed + 1).sample(8, objects=1, resolution=pipe.base_resolution).images
+    z = pipe.clip.encode_image(images)
+    out += ["", f"DDIM inversion of 8 fresh 32 px images ({d.inversion_steps} steps, guidance "
+            f"{d.inversion_guidance}), then decoding the inverted x_T at eta 0:", "",
+            "| refinements per step | model calls (inversion + decoding) | seconds per image | PSNR |",
+            "|---|---|---|---|"]
+    for refine in (0, 1, d.inversion_refine):
+        t = time.perf_counter()
+        x_T = pipe.invert(images, z_i=z, refine=refine)
+        sec = (time.perf_counter() - t) / len(images)
+        rec = pipe.decode(z, x_T=x_T, eta=0.0, upsample=False)
+        calls = d.inversion_steps * (1 + refine) + d.inversion_steps
+        out.append(f"| {refine} | {calls} | {sec:.2f} s | {psnr(rec, images):.1f} dB |")
+    mem = peak_memory_mb()
+    if mem is not None:
+        out.append(f"\nPeak memory (resident set) of a fresh process that loads the full stack and generates "
+                   f"16 images at 128 px: {mem:.0f} MB.")
+    weights = sum(shipped_path(n).stat().st_size for n in SHIPPED) / 2**20
+    out.append(f"\nShipped weights: {len(SHIPPED)} files, {weights:.1f} MB in all (float16).")
+    modules = [("clip/shapes", pipe.clip.model), ("evaluator/shapes", load_evaluator("shapes").net),
+               ("decoder/shapes", pipe.decoder), ("upsampler/up64", pipe.upsamplers[0]),
+               ("upsampler/up128", pipe.upsamplers[1]),
+               ("prior/diffusion", pipe.priors["diffusion"]), ("prior/autoregressive", pipe.priors["autoregressive"])]
+    out += ["", "Training cost of every shipped component (wall clock on this machine, read from the "
+            "weights' metadata):"] + training_rows(modules)
+    return out
+
+
+def write_blocks(path: Path, blocks: dict[str, list[str]]) -> None:
+    """Replace each named block of `path` between <!-- bench:NAME --> and <!-- /bench:NAME -->
+    (appending those `path` lacks), keeping the rest of the file."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    for name, lines in blocks.items():
+        body = f"<!-- bench:{name} -->\n" + "\n".join(lines).strip("\n") + f"\n<!-- /bench:{name} -->"
+        pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
+        if pattern.search(text):
+            text = pattern.sub(lambda _: body, text)
+        else:
+            text = text.rstrip("\n") + f"\n\n## Latest run: {name}\n\n{body}\n"
+        print(f"wrote block {name!r} to {path}", file=sys.stderr)
+    path.write_text(text)
+
+
+def world_section(seed: int, n: int) -> list[str]:
+    """Rendering rate, CLIP zero-shot accuracy, evaluator accuracy."""
+    out = [f"- Rendering: {render_rate():,.0f} images/s at 64 px on one core (one-object scenes)."]
     clip = load_clip("shapes")
-    fresh = ShapesWorld(seed=args.seed).sample(args.n, objects=1)
-    held = ShapesWorld(seed=args.seed + 1).sample(args.n // 2, split="held_out")
+    fresh = ShapesWorld(seed=seed).sample(n, objects=1)
+    held = ShapesWorld(seed=seed + 1).sample(n // 2, split="held_out")
     zs, zh = (zero_shot_accuracy(clip, b.images, b.attributes) for b in (fresh, held))
     meta = read_metadata(shipped_path("clip/shapes"))["extra"]
     out += ["", "CLIP zero-shot (ranking all 480 canonical captions):", "",
             "| images | shape | colour | size | position | exact caption |", "|---|---|---|---|---|---|"]
-    for name, acc, n in (("fresh, one object", zs, args.n), ("held-out shape x colour", zh, args.n // 2)):
-        out.append(f"| {name} ({n}) | " + " | ".join(f"{acc[k]:.1%}" for k in KEYS) + f" | {acc['exact']:.1%} |")
+    for name, acc, k in (("fresh, one object", zs, n), ("held-out shape x colour", zh, n // 2)):
+        out.append(f"| {name} ({k}) | " + " | ".join(f"{acc[c]:.1%}" for c in KEYS) + f" | {acc['exact']:.1%} |")
     out.append(f"\nCLIP training: {meta['train']['steps']} steps of batch {meta['train']['batch_size']}, "
-               f"{meta.get('train_seconds', meta.get('session_seconds', 0)) / 60:.0f} CPU-minutes (wall clock, 2 cores).")
+               f"{train_seconds(meta) / 60:.0f} CPU-minutes (wall clock, 2 cores).")
 
     ev = load_evaluator("shapes")
     out += ["", "Attribute evaluator on fresh renders (all combinations, 30% with a word):", "",
@@ -323,27 +413,128 @@ def main() -> None:
             "|---|---|---|---|---|---|---|---|"]
     for res in (32, 64, 128):
         for objects in (1, 2):
-            b = ShapesWorld(seed=args.seed + res + objects).sample(
-                args.n // 2, objects=objects, resolution=res, split="all", word_prob=0.3)
+            b = ShapesWorld(seed=seed + res + objects).sample(
+                n // 2, objects=objects, resolution=res, split="all", word_prob=0.3)
             acc = scene_accuracy(ev.predict(b.images), b.attributes)
             out.append(f"| {res} px | {objects} | " + " | ".join(
                 f"{acc[k]:.1%}" for k in KEYS + ("background", "word")) + " |")
     emeta = read_metadata(shipped_path("evaluator/shapes"))["extra"]
     out.append(f"\nEvaluator training: {emeta['train']['steps']} steps of batch "
-               f"{emeta['train']['batch_size']}, {emeta.get('train_seconds', meta.get('session_seconds', 0)) / 60:.0f} CPU-minutes.")
-    if args.decoder:
-        out += decoder_section(args.seed, min(args.n, 500))
-    if args.upsamplers and not args.decoder:
+               f"{emeta['train']['batch_size']}, {train_seconds(emeta) / 60:.0f} CPU-minutes.")
+    return out
+
+
+def evaluation_section(seed: int, n: int) -> list[str]:
+    """Guidance against fidelity and diversity (unCLIP and the GLIDE-like decoder), and the
+    paper's limitations: attribute binding, spelling, detail at the base resolution."""
+    from unclip_lib.fidelity import CONDITIONING_NAMES, guidance_sweep
+    from unclip_lib.limitations import base_resolution_detail, binding_scores, spelling_scores
+    from unclip_lib.pipeline import load_unclip
+
+    pipe = load_unclip("shapes")
+    ev = load_evaluator("shapes")
+    k, s = max(4, n // 4), 4
+    guidances = (1.0, 2.0, 3.0, 5.0, 8.0)
+    sweep = guidance_sweep(pipe, ev, guidances=guidances, n_captions=k, samples=s, seed=seed)
+    out = ["", f"Decoder guidance against fidelity and diversity (paper Figures 9-10): {k} fresh captions "
+           f"stating only shape and colour, {s} samples each at the base 32 px with the same seeds at every "
+           "guidance (so unCLIP's prior draws the same z_i); fidelity: shape and colour right (evaluator); "
+           "diversity across the samples of a caption: RMS pixel distance and the entropy (bits) of the "
+           "unstated size (max 1), position (max 2.32) and background (max 2):", "",
+           "| decoder conditioned on | guidance | shape+colour | pixel diversity | size entropy | "
+           "position entropy | background entropy |", "|---|---|---|---|---|---|---|"]
+    for cond, rows in sweep.items():
+        for g, r in rows.items():
+            out.append(f"| {CONDITIONING_NAMES[cond]} | {g} | {r['shape+color']:.1%} | {r['diversity']:.3f} | "
+                       f"{r['size_entropy']:.2f} | {r['position_entropy']:.2f} | {r['background_entropy']:.2f} |")
+    m = max(4, n // 2)
+    b = binding_scores(pipe, ev, n=m, conditionings=("diffusion", "autoregressive", "caption"), seed=seed + 1)
+    out += ["", f"Attribute binding: {m} fresh two-object captions (\"two shapes: a red circle and a blue square\", "
+            "two different shapes and colours), one 128 px sample each, read by the evaluator: correct, colours "
+            "swapped between the objects, mixed (only stated attributes, one used twice), wrong (an unstated "
+            "shape or colour):", "",
+            "| decoder conditioned on | correct | swapped | mixed | wrong | both shapes right | both colours right |",
+            "|---|---|---|---|---|---|---|"]
+    for cond in ("diffusion", "autoregressive", "caption"):
+        r = b[cond]
+        out.append(f"| {CONDITIONING_NAMES[cond]} | " + " | ".join(f"{r[o]:.1%}" for o in
+                                                                    ("correct", "swapped", "mixed", "wrong", "shapes", "colors")) + " |")
+    out.append(f"\nCLIP itself on the true renders of these scenes: its own caption scores above the caption with "
+               f"the colours swapped for {b['clip']['accuracy']:.1%} of images (chance 50%), by a mean cosine margin "
+               f"of {b['clip']['margin']:.3f}.")
+    sp = spelling_scores(pipe, ev, n=m, seed=seed + 2)
+    out += ["", f"Spelling: {m} one-object captions asking for a written word (\"a red circle with the word 'red' "
+            "written on it\"); 128 px samples (diffusion prior) read by the evaluator, whose word accuracy on true "
+            f"renders is {sp['renders']['word']:.1%}:", "",
+            "| the word names | exactly the asked word | some word | shape+colour right |", "|---|---|---|---|"]
+    for kind, name in (("own", "the object's own shape or colour (as in training)"),
+                       ("other", "another shape or colour")):
+        r = sp[kind]
+        out.append(f"| {name} | {r['word']:.1%} | {r['any_word']:.1%} | {r['object']:.1%} |")
+    det = base_resolution_detail(pipe, ev, n=n, seed=seed + 3)
+    out += ["", f"Detail at the base resolution: {n} fresh one-object scenes with a written word, rendered at 128 px, "
+            "and rendered at the base 32 px then brought to 128 px by the diffusion upsamplers or by bicubic "
+            "resizing; evaluator accuracy and PSNR against the 128 px render:", "",
+            "| 128 px image | shape | shape (small objects) | colour | word | PSNR |", "|---|---|---|---|---|---|"]
+    for name, label in (("full", "rendered at 128 px"), ("upsampled", "32 px render, diffusion upsamplers"),
+                        ("bicubic", "32 px render, bicubic")):
+        r = det[name]
+        out.append(f"| {label} | {r['shape']:.1%} | {r['small_shape']:.1%} | {r['color']:.1%} | {r['word']:.1%} | "
+                   + ("-" if name == "full" else f"{r['psnr']:.2f} dB") + " |")
+    return out
+
+
+SECTIONS = ("world", "decoder", "priors", "manipulations", "probes", "evaluation", "speed")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seed", type=int, default=int(time.time()) % 100_000)
+    p.add_argument("-n", type=int, default=1000, help="images per figure (sections cap it, e.g. 500 or 200)")
+    p.add_argument("--decoder", action="store_true", help="also measure the decoder stack")
+    p.add_argument("--priors", action="store_true", help="also measure text to image with both priors")
+    p.add_argument("--upsamplers", action="store_true", help="only the upsampler table (part of --decoder)")
+    p.add_argument("--manipulations", action="store_true",
+                   help="also measure variations, text diffs and interpolations")
+    p.add_argument("--probes", action="store_true", help="also measure the PCA probe and typographic attacks")
+    p.add_argument("--evaluation", action="store_true",
+                   help="also measure guidance against fidelity/diversity and the limitations")
+    p.add_argument("--speed", action="store_true", help="also measure seconds per stage, inversion, peak memory")
+    p.add_argument("--all", action="store_true", help="every section (about 3 hours on 2 cores)")
+    p.add_argument("--no-world", action="store_true", help="skip the world / CLIP / evaluator section")
+    p.add_argument("--write", type=Path, default=None,
+                   help="replace the measured sections' blocks in this Markdown file (e.g. BENCHMARKS.md)")
+    args = p.parse_args()
+    chosen = {name: args.all or getattr(args, name, False) for name in SECTIONS}
+    chosen["world"] = not args.no_world
+    started = time.time()
+    blocks: dict[str, list[str]] = {}
+    runners = {"world": lambda: world_section(args.seed, args.n),
+               "decoder": lambda: decoder_section(args.seed, min(args.n, 500)),
+               "priors": lambda: prior_section(args.seed, min(args.n, 500)),
+               "manipulations": lambda: manipulation_section(args.seed, min(args.n, 200)),
+               "probes": lambda: probe_section(args.seed, min(args.n, 200)),
+               "evaluation": lambda: evaluation_section(args.seed, min(args.n, 200)),
+               "speed": lambda: speed_section(args.seed)}
+    for name in SECTIONS:
+        if not chosen[name]:
+            continue
+        t = time.time()
+        lines = runners[name]()
+        stamp = (f"_Measured {datetime.date.today()} on {machine()} by `python scripts/bench.py --seed {args.seed} "
+                 f"-n {args.n} " + (f"--{name}" if name != "world" else "") + f"` in {(time.time() - t) / 60:.1f} min._")
+        blocks[name] = [stamp, ""] + lines
+    if args.upsamplers and not chosen["decoder"]:
         from unclip_lib.pipeline import load_unclip
 
-        out += upsampler_rows(load_unclip("shapes", priors=()), args.seed, 32)
-    if args.priors:
-        out += prior_section(args.seed, min(args.n, 500))
-    if args.manipulations:
-        out += manipulation_section(args.seed, min(args.n, 200))
-    if args.probes:
-        out += probe_section(args.seed, min(args.n, 200))
-    print("\n".join(out))
+        blocks["upsamplers"] = upsampler_rows(load_unclip("shapes", priors=()), args.seed, 32)
+    print(f"Measured on {machine()}; `python scripts/bench.py --seed {args.seed}`; "
+          f"{(time.time() - started) / 60:.1f} min in all.\n")
+    for name, lines in blocks.items():
+        print(f"### {name}\n")
+        print("\n".join(lines) + "\n")
+    if args.write:
+        write_blocks(args.write, blocks)
 
 
 if __name__ == "__main__":

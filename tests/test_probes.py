@@ -62,8 +62,10 @@ def test_attack_raises_the_words_probability_but_rarely_flips_the_tiny_clip(clip
 
 
 def test_decoder_reproduces_the_object_not_the_word(pipe, evaluator):
-    r = attack_decodings(pipe, evaluator, typographic_scenes(10, seed=91, kind="shape", word_size=0.25), samples=1)
-    assert r["object"] >= 0.8 and r["meaning"] <= 0.2, r
+    # 200 scenes (BENCHMARKS.md): object kept 85.5%, the word's meaning drawn 2.8%; the bounds
+    # leave room for the spread of 24 scenes (object < 65% has a chance below 1%)
+    r = attack_decodings(pipe, evaluator, typographic_scenes(24, seed=91, kind="shape", word_size=0.25), samples=1)
+    assert r["object"] >= 0.65 and r["meaning"] <= 0.15, r
 
 
 def test_real_open_clip_path_with_a_small_locally_saved_model(tmp_path, monkeypatch):

@@ -205,12 +205,26 @@ def clip_from_checkpoint(path: str | Path) -> Clip:
     return clip.eval()
 
 
+def _require_safetensors(path: str) -> None:
+    """Local weight files must be safetensors: a pickle (.pt, .bin) can run code when loaded."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="pt"):
+            pass
+    except Exception as err:  # safetensors raises its own error types, and OSError
+        raise CheckpointError(f"{path} is not a safetensors file ({type(err).__name__}); unclip-lab loads local "
+                              "weights only from .safetensors, which cannot run code; convert a checkpoint "
+                              "you trust once, with safetensors.torch.save_file") from err
+
+
 def _cached_open_clip_weights(name: str, pretrained: str) -> str | None:
     """Local path of an open_clip pretrained checkpoint if it is cached, without network."""
     import open_clip
     from open_clip.pretrained import get_pretrained_cfg
 
     if os.path.isfile(pretrained):
+        _require_safetensors(pretrained)
         return pretrained
     cfg = get_pretrained_cfg(name, pretrained)
     if not cfg:

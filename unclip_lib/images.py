@@ -10,9 +10,19 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+# The largest batch converted in one call: 2**30 float32 values (4 GiB), e.g. 21,000 images
+# of 128 x 128. Larger batches fail here with a clear message rather than deep in torch.
+MAX_VALUES = 2**30
+
 
 def _from_pil(img: Image.Image) -> torch.Tensor:
-    if img.mode in ("RGBA", "LA", "P"):
+    if img.mode.startswith(("I;16", "I")) or img.mode == "F":
+        # 16/32-bit grayscale: PIL's convert("RGB") would clip everything above 255 to white
+        a = np.asarray(img, dtype=np.float64)
+        if img.mode != "F":
+            a = a / (65535.0 if img.mode.startswith("I;16") or a.max() > 255 else 255.0)
+        return torch.from_numpy(a).float()[None].expand(3, -1, -1)
+    if img.mode in ("RGBA", "LA", "P", "PA"):
         # composite transparency over white, as a viewer would show it
         img = img.convert("RGBA")
         white = Image.new("RGBA", img.size, (255, 255, 255, 255))
@@ -57,6 +67,12 @@ def as_image_batch(images, name: str = "images") -> torch.Tensor:
         raise ValueError(f"{name}: expected 3 colour channels, got shape {list(images.shape)}")
     if x.shape[0] == 0:
         raise ValueError(f"{name}: got an empty batch; pass at least one image")
+    if x.shape[-1] < 1 or x.shape[-2] < 1:
+        raise ValueError(f"{name}: images have no pixels (shape {list(images.shape)})")
+    if x.numel() > MAX_VALUES:
+        n, _, h, w = x.shape
+        raise ValueError(f"{name}: {n} images of {h} x {w} would take {x.numel() * 4 / 2**30:.0f} GiB as float32;"
+                         f" pass at most {max(1, MAX_VALUES // (3 * h * w))} at a time (or resize them first)")
     if x.dtype == torch.uint8:
         x = x.float() / 255
     elif x.is_floating_point():

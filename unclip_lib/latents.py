@@ -36,6 +36,15 @@ def slerp(a: torch.Tensor, b: torch.Tensor, theta) -> torch.Tensor:
     at theta = 1 exactly. Raises ValueError for antipodal vectors, where the path is not
     unique; nearly parallel ones fall back to linear interpolation.
     """
+    if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
+        raise TypeError(f"slerp: a and b must be tensors, got {type(a).__name__} and {type(b).__name__}")
+    if not a.is_floating_point() or not b.is_floating_point():
+        raise TypeError(f"slerp: a and b must hold floating-point values, got {a.dtype} and {b.dtype}")
+    try:
+        torch.broadcast_shapes(a.shape, b.shape)
+    except RuntimeError:
+        raise ValueError(f"slerp: a {list(a.shape)} and b {list(b.shape)} must have the same shape"
+                         " (or one of them a single row)") from None
     if a.dim() > 2 or b.dim() > 2:
         shape = torch.broadcast_shapes(a.shape, b.shape)
         flat = slerp(a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1), theta)

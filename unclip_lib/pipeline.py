@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from .clip import Clip, load_clip
@@ -37,6 +38,9 @@ class SamplingDefaults:
     prior_steps: int = 64             # diffusion prior DDIM steps
     prior_guidance: float = 2.0       # classifier-free guidance of either prior
     prior_candidates: int = 2         # best-of-n by z_i . z_t (diffusion prior; the paper's 2)
+    # a call samples its whole batch at once: beyond this many images, ask for chunks rather
+    # than run out of memory halfway (1024 base images take about 2 GB)
+    max_batch: int = 1024
 
 
 class Bipartite(NamedTuple):
@@ -87,15 +91,34 @@ class UnCLIP:
     def resolution(self) -> int:
         return self.upsamplers[-1].resolution if self.upsamplers else self.base_resolution
 
+    def _check_batch(self, n: int, what: str) -> None:
+        if n > self.defaults.max_batch:
+            raise ValueError(f"{what}: {n} images in one call; the pipeline samples a whole batch at once, so "
+                             f"call it in chunks of at most {self.defaults.max_batch} (pipe.defaults.max_batch)")
+
+    @staticmethod
+    def _check_settings(seed=0, steps=None, guidance=None) -> None:
+        """Clear errors for sampling settings that torch would reject obscurely (or not at all)."""
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"seed must be an integer, got {type(seed).__name__} {seed!r}")
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1):
+            raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        if guidance is not None and not (isinstance(guidance, (int, float)) and np.isfinite(guidance)
+                                         and guidance >= 0):
+            raise ValueError(f"guidance must be a finite number >= 0 (1: no guidance), got {guidance!r}")
+
     def _check_z(self, z_i: torch.Tensor) -> torch.Tensor:
         if not isinstance(z_i, torch.Tensor) or z_i.dim() != 2:
             raise ValueError(f"z_i must be a tensor [N, D], got {getattr(z_i, 'shape', type(z_i))}")
+        if not z_i.is_floating_point():
+            raise TypeError(f"z_i must hold floating-point values, got {z_i.dtype}")
         d = self.decoder.unet.config.clip_dim
         if z_i.shape[1] != d:
             raise ValueError(f"z_i has width {z_i.shape[1]} but this decoder reads CLIP embeddings of width {d}"
                              f" (was it made by another CLIP than {self.clip.name!r}?)")
         if z_i.shape[0] == 0:
             raise ValueError("z_i: got an empty batch")
+        self._check_batch(z_i.shape[0], "z_i")
         if not torch.isfinite(z_i).all():
             raise ValueError("z_i contains NaN or infinite values")
         return z_i.float()
@@ -107,6 +130,7 @@ class UnCLIP:
         captions = list(captions)
         if not captions:
             raise ValueError("captions: got an empty list; give at least one caption")
+        self._check_batch(len(captions), "captions")
         for i, c in enumerate(captions):
             if not isinstance(c, str):
                 raise TypeError(f"caption {i} is a {type(c).__name__}, not a string")
@@ -167,6 +191,8 @@ class UnCLIP:
 
         if prior not in CONDITIONINGS:
             raise ValueError(f"unknown prior {prior!r}; choose one of {list(CONDITIONINGS)}")
+        self._check_settings(seed, decoder_steps, decoder_guidance)
+        self._check_settings(seed, prior_steps, prior_guidance)
         captions = self.check_captions(captions)
         d = self.defaults
         guidance = d.decoder_guidance if decoder_guidance is None else decoder_guidance
@@ -192,6 +218,8 @@ class UnCLIP:
             z_i = None
             text, mask = self.clip.text_tokens(captions)
         done("prior")
+        if x_T is not None:
+            x_T = self._check_x_T(x_T, len(captions))
         g = torch.Generator().manual_seed(seed + 1)
         base = self.decoder.sample(z_i, text, mask, x_T=x_T, steps=decoder_steps or d.decoder_steps,
                                    guidance_clip=guidance, guidance_text=guidance, generator=g)
@@ -219,6 +247,9 @@ class UnCLIP:
         clip_x0: clip each x0 prediction to [-1, 1]; by default off only for a given x_T at
         eta = 0, where clipping would break the exact inverse of pipe.invert."""
         z_i = self._check_z(z_i)
+        self._check_settings(seed, steps, guidance)
+        if not 0.0 <= eta <= 1.0:
+            raise ValueError(f"eta must lie in [0, 1] (0: deterministic DDIM, 1: DDPM-like noise), got {eta}")
         d = self.defaults
         text = mask = None
         if captions is not None:
@@ -248,6 +279,8 @@ class UnCLIP:
     def upsample(self, images, seed: int = 0, steps: tuple | None = None) -> torch.Tensor:
         """Run base-resolution images through the upsampler cascade."""
         x = as_image_batch(images)
+        self._check_batch(x.shape[0], "images")
+        self._check_settings(seed)
         g = torch.Generator().manual_seed(seed + 1)
         for up, n in zip(self.upsamplers, steps or self.defaults.upsampler_steps):
             x = up.sample(resize(x, up.resolution // 2), steps=n, generator=g)
@@ -261,6 +294,8 @@ class UnCLIP:
         images at base resolution. refine=0 is plain DDIM inversion; the default refines
         each step by fixed-point iterations."""
         x = as_image_batch(images)
+        self._check_batch(x.shape[0], "images")
+        self._check_settings(0, steps, guidance)
         z_i = self.clip.encode_image(x) if z_i is None else self._check_z(z_i)
         d = self.defaults
         base = resize(x, self.base_resolution)

@@ -247,6 +247,7 @@ def train_clip(run_dir: str | Path = "runs/clip", preset: str = "shapes", cfg: T
     from .world import ShapesWorld
 
     cfg = cfg or TrainConfig()
+    torch.manual_seed(cfg.seed)  # the initial weights too: same seed, same run
     clip = new_clip(preset)
     model_config = asdict(CLIP_PRESETS[preset])
     val = ShapesWorld(seed=10_000).sample(validate, resolution=clip.image_size) if validate else None
@@ -316,6 +317,7 @@ def train_evaluator(run_dir: str | Path = "runs/evaluator", cfg: TrainConfig | N
     from .world import ShapesWorld
 
     cfg = cfg or TrainConfig(steps=1500, batch_size=128, lr=2e-3, weight_decay=0.01)
+    torch.manual_seed(cfg.seed)  # the initial weights too: same seed, same run
     config = EvaluatorConfig()
     net = AttributeNet(config)
     world = ShapesWorld(seed=20_000)
@@ -397,6 +399,7 @@ def train_decoder(run_dir: str | Path = "runs/decoder", preset: str = "base32", 
     from .evaluate import load_evaluator
 
     cfg = cfg or TrainConfig(steps=3000, batch_size=64, lr=1e-3, warmup=200, weight_decay=0.0, ema=0.999)
+    torch.manual_seed(cfg.seed)  # the initial weights too: same seed, same run
     clip = load_clip("shapes")
     config = DECODER_PRESETS[preset]
     decoder = DiffusionDecoder(UNet(config))
@@ -501,6 +504,7 @@ def train_upsampler(stage: str = "up64", run_dir: str | Path | None = None, cfg:
     low, high, degradation = UPSAMPLER_STAGES[stage]
     run_dir = run_dir or f"runs/{stage}"
     cfg = cfg or TrainConfig(steps=2000, batch_size=32, lr=1e-3, warmup=100, weight_decay=0.0, ema=0.999)
+    torch.manual_seed(cfg.seed)  # the initial weights too: same seed, same run
     config = UPSAMPLER_PRESETS[stage]
     crop = crop or high // 2
     residual = UPSAMPLER_RESIDUAL[stage]
@@ -595,6 +599,7 @@ def train_prior(kind: str = "diffusion", run_dir: str | Path | None = None, pres
         raise ValueError(f"unknown prior {kind!r}; known: 'diffusion', 'autoregressive'")
     run_dir = run_dir or f"runs/prior_{kind}"
     cfg = cfg or TrainConfig(steps=1500, batch_size=128, lr=1e-3, warmup=100, weight_decay=0.01, ema=0.999)
+    torch.manual_seed(cfg.seed)  # the initial weights too: same seed, same run
     clip = load_clip("shapes")
     config = PRIOR_PRESETS[preset]
     if kind == "diffusion":

@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from .images import MAX_VALUES
+
 SHAPES = ("circle", "square", "triangle", "star", "cross", "diamond")
 COLORS = {
     "red": (220, 40, 40),
@@ -114,6 +116,10 @@ def _object_phrase(obj: dict, size_first: bool = True) -> str:
 
 def canonical_caption(attrs: dict) -> str:
     """The canonical caption of a scene; a partial dict mentions only its keys."""
+    for obj in attrs.get("objects", [attrs]):
+        for key, values in (("shape", SHAPES), ("color", COLORS), ("size", SIZES), ("position", POSITIONS)):
+            if obj.get(key) is not None and obj[key] not in values:
+                raise ValueError(f"{key} must be one of {list(values)}, got {obj[key]!r}")
     if "objects" in attrs:
         parts = [_object_phrase(o) for o in attrs["objects"]]
         n = len(parts)
@@ -332,6 +338,12 @@ class ShapesWorld:
         """
         if n < 1:
             raise ValueError(f"n must be a positive number of images, got {n}")
+        res = self.resolution if resolution is None else resolution
+        if not isinstance(res, (int, np.integer)) or res < 8:
+            raise ValueError(f"resolution must be an integer of at least 8 pixels, got {res!r}")
+        if n * 3 * res * res > MAX_VALUES:
+            raise ValueError(f"{n} images of {res} x {res} would take {n * 3 * res * res * 4 / 2**30:.0f} GiB as "
+                             f"float32; sample at most {MAX_VALUES // (3 * res * res)} at a time")
         if caption_style not in ("canonical", "varied"):
             raise ValueError(f"caption_style must be 'canonical' or 'varied', got {caption_style!r}")
         rng = self._rng if seed is None else np.random.default_rng([self.seed, seed])
@@ -340,7 +352,7 @@ class ShapesWorld:
         details = [d for _, d in scenes]
         captions = [canonical_caption(a) if caption_style == "canonical" else _random_caption(a, rng)
                     for a in attrs]
-        images = self.render(attrs, resolution or self.resolution, details=details)
+        images = self.render(attrs, res, details=details)
         return Batch(images, captions, attrs, details)
 
     def render(self, attrs_list: list[dict], resolution: int | None = None,
@@ -349,8 +361,10 @@ class ShapesWorld:
         the scenes are drawn undisturbed (centred, nominal size and colour)."""
         if isinstance(attrs_list, dict):
             attrs_list = [attrs_list]
-        resolution = resolution or self.resolution
-        if resolution < 8:
+        resolution = self.resolution if resolution is None else resolution
+        if not attrs_list:
+            raise ValueError("render: got an empty list of scenes; pass at least one attribute dict")
+        if not isinstance(resolution, (int, np.integer)) or resolution < 8:
             raise ValueError(f"resolution must be at least 8 pixels, got {resolution}")
         details = details or [None] * len(attrs_list)
         arrays = np.stack([render_scene(self._complete(a), resolution, d)
