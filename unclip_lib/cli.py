@@ -4,6 +4,12 @@
     unclip-lab train evaluator --export data/evaluator_shapes.safetensors
     unclip-lab generate "a small red triangle" -n 8 -o grid.png
     unclip-lab demo --out outputs
+
+Your own captioned images (a folder with .txt captions, a .csv/.jsonl index, or tar shards):
+    unclip-lab cache photos/ cache/photos --clip ViT-B-32 --pretrained laion2b_s34b_b79k --images 32
+    unclip-lab train prior --kind diffusion --cache cache/photos --export my_prior.safetensors
+    unclip-lab train decoder --cache cache/photos --export my_decoder.safetensors
+    torchrun --nproc_per_node 2 -m unclip_lib.cli train prior --kind diffusion --cache cache/photos
 """
 from __future__ import annotations
 
@@ -22,6 +28,10 @@ def _train_args(p: argparse.ArgumentParser, steps: int, batch: int, lr: float) -
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     p.add_argument("--export", default=None, help="write the trained weights here (.safetensors)")
+    p.add_argument("--log-every", type=int, default=10, help="write the loss to log.jsonl every this many steps")
+    p.add_argument("--device", default="auto", help="auto (cuda, else mps, else cpu), cpu, cuda, cuda:1, mps")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="mixed precision for the forward pass (fp16 uses a gradient scaler)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     _train_args(p, steps=3000, batch=64, lr=1e-3)
     p.add_argument("--preset", default="base32")
     p.add_argument("--validate", type=int, default=100, help="images decoded at each validation (0: none)")
+    p.add_argument("--cache", default=None, help="train on an embedding cache (with images) instead of the world")
     p = tsub.add_parser("upsampler", help="a diffusion upsampler stage")
     _train_args(p, steps=2000, batch=32, lr=1e-3)
     p.add_argument("--stage", choices=["up64", "up128"], required=True)
@@ -46,6 +57,15 @@ def main(argv: list[str] | None = None) -> int:
     _train_args(p, steps=1500, batch=128, lr=1e-3)
     p.add_argument("--kind", choices=["diffusion", "autoregressive"], required=True)
     p.add_argument("--preset", default="shapes")
+    p.add_argument("--cache", default=None, help="train on an embedding cache instead of the world")
+    p = sub.add_parser("cache", help="precompute CLIP embeddings of your captioned images (resumable)")
+    p.add_argument("source", help="a folder (image + .txt caption), a .csv/.jsonl index, or .tar shards")
+    p.add_argument("out", help="cache folder (resumes if it holds a partial cache)")
+    p.add_argument("--clip", default="shapes", help="'shapes', a CLIP .safetensors, or an open_clip model name")
+    p.add_argument("--pretrained", default=None, help="open_clip pretrained tag (local cache only)")
+    p.add_argument("--images", type=int, default=None, help="also store the images at this size (decoder training)")
+    p.add_argument("--shard-size", type=int, default=1024)
+    p.add_argument("--batch-size", type=int, default=64)
     p = sub.add_parser("generate", help="text to image with the shipped stack; one row per caption")
     p.add_argument("captions", nargs="+", help="one or more captions (quote each)")
     p.add_argument("-n", "--samples", type=int, default=8, help="images per caption")
@@ -67,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads:
             torch.set_num_threads(args.threads)
         cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                          checkpoint_every=args.checkpoint_every)
+                          checkpoint_every=args.checkpoint_every, log_every=args.log_every, device=args.device,
+                          precision=args.precision)
         run_dir = args.run_dir or f"runs/{getattr(args, 'stage', None) or args.component}"
         if args.component == "prior":
             run_dir = args.run_dir or f"runs/prior_{args.kind}"
@@ -75,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             train_clip(run_dir, args.preset, cfg, export=args.export)
         elif args.component == "prior":
             cfg.weight_decay, cfg.ema, cfg.warmup = 0.01, 0.999, 200
-            train_prior(args.kind, run_dir, args.preset, cfg, export=args.export)
+            train_prior(args.kind, run_dir, args.preset, cfg, export=args.export, cache=args.cache)
         elif args.component == "evaluator":
             cfg.weight_decay = 0.01
             train_evaluator(run_dir, cfg, export=args.export)
@@ -83,9 +104,24 @@ def main(argv: list[str] | None = None) -> int:
             # diffusion models: no weight decay, EMA weights are what ships
             cfg.weight_decay, cfg.ema, cfg.warmup = 0.0, 0.999, 200
             if args.component == "decoder":
-                train_decoder(run_dir, args.preset, cfg, export=args.export, validate=args.validate)
+                train_decoder(run_dir, args.preset, cfg, export=args.export, validate=args.validate,
+                              cache=args.cache)
             else:
                 train_upsampler(args.stage, run_dir, cfg, export=args.export)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()   # a torchrun job: leave the group cleanly
+        return 0
+    if args.command == "cache":
+        from .clip import load_clip
+        from .data import CaptionedImages
+        from .embedding_cache import build_embedding_cache
+
+        clip = load_clip(args.clip, pretrained=args.pretrained)
+        data = CaptionedImages(args.source, resolution=clip.image_size)
+        m = build_embedding_cache(data, clip, args.out, shard_size=args.shard_size, batch_size=args.batch_size,
+                                  images=args.images)
+        skipped = ", ".join(f"{n} {why}" for why, n in m.get("skipped", {}).items()) or "none"
+        print(f"{args.out}: {m['count']} examples in {len(m['shards'])} shards (CLIP {m['clip']}); skipped: {skipped}")
         return 0
     if args.command == "generate":
         return _generate(args)

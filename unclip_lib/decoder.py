@@ -240,19 +240,19 @@ class UNet(nn.Module):
         hs = [h]
         for layers in self.down:
             for layer in layers:
-                h = self._apply(layer, h, emb, ctx, ctx_mask)
+                h = self._run_layer(layer, h, emb, ctx, ctx_mask)
             hs.append(h)
         for layer in self.middle:
-            h = self._apply(layer, h, emb, ctx, ctx_mask)
+            h = self._run_layer(layer, h, emb, ctx, ctx_mask)
         for layers in self.up:
             h = torch.cat([h, hs.pop()], dim=1)
             for layer in layers:
-                h = self._apply(layer, h, emb, ctx, ctx_mask)
+                h = self._run_layer(layer, h, emb, ctx, ctx_mask)
         out = self.out(h)
         return F.pixel_shuffle(out, self.config.pixel_shuffle) if self.config.pixel_shuffle > 1 else out
 
     @staticmethod
-    def _apply(layer, h, emb, ctx, ctx_mask):
+    def _run_layer(layer, h, emb, ctx, ctx_mask):
         if isinstance(layer, ResBlock):
             return layer(h, emb)
         if isinstance(layer, AttentionBlock):

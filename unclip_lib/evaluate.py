@@ -85,7 +85,13 @@ def encode_labels(attrs_list: list[dict]) -> dict[str, torch.Tensor]:
 
 
 def evaluator_loss(logits: dict, labels: dict) -> torch.Tensor:
-    return sum(F.cross_entropy(logits[k], labels[k], ignore_index=-100) for k in HEAD_SIZES)
+    """Cross-entropy summed over the heads and the labelled examples, divided by the batch
+    size: the expected loss per image. Heads without a label in an example (an empty slot's
+    colour, no word) add nothing; and because every example is weighted alike, the mean of
+    the losses of a batch's slices equals the loss of the whole batch, so a run split over
+    processes takes the same steps as one process."""
+    n = next(iter(labels.values())).shape[0]
+    return sum(F.cross_entropy(logits[k], labels[k], ignore_index=-100, reduction="sum") for k in HEAD_SIZES) / n
 
 
 class Evaluator:

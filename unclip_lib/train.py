@@ -24,6 +24,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .checkpoints import CheckpointError, load_checkpoint, load_state_into, save_checkpoint
+from .distributed import is_main_process
 
 
 @dataclass
@@ -39,6 +40,8 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 100
     log_every: int = 10
+    device: str = "auto"        # "auto": cuda, else mps, else cpu (distributed.pick_device)
+    precision: str = "fp32"     # or "bf16" / "fp16" mixed precision (distributed.autocast)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -81,10 +84,17 @@ def fit(model: nn.Module, make_batch: Callable[[int], object],
     on_checkpoint(step, model) may return figures to log (e.g. a validation accuracy).
     Returns (model, ema_model or None).
     """
+    from .distributed import LossModule, Runtime, autocast, rank_slice, to_device
+
     torch.manual_seed(cfg.seed)
+    rt = Runtime.from_env(cfg.device)
+    autocast(rt.device, cfg.precision)  # validates the name before any work
+    if cfg.batch_size % rt.world:
+        raise ValueError(f"batch size {cfg.batch_size} does not split over {rt.world} processes")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / "checkpoint.safetensors"
+    model.to(rt.device)
     params = params if params is not None else [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
@@ -94,47 +104,65 @@ def fit(model: nn.Module, make_batch: Callable[[int], object],
     start, seconds_before = 0, 0.0
     if ckpt_path.exists():
         start, seconds_before = _resume(ckpt_path, model, ema, opt, kind, model_config, cfg)
-        print(f"resumed {ckpt_path} at step {start}/{cfg.steps}")
-    (run_dir / "train_config.json").write_text(json.dumps(
-        {"train": asdict(cfg), "model": model_config, "kind": kind}, indent=2))
-    log = (run_dir / "log.jsonl").open("a")
+        if rt.is_main:
+            print(f"resumed {ckpt_path} at step {start}/{cfg.steps}")
+    if rt.is_main:
+        (run_dir / "train_config.json").write_text(json.dumps(
+            {"train": asdict(cfg), "model": model_config, "kind": kind, "processes": rt.world}, indent=2))
+    log = (run_dir / "log.jsonl").open("a") if rt.is_main else None
+    # several processes: DDP averages the gradients of the ranks' batch slices (and starts
+    # every rank from rank 0's weights)
+    step_model = model if rt.world == 1 else torch.nn.parallel.DistributedDataParallel(
+        LossModule(model), find_unused_parameters=True)
+    scaler = torch.amp.GradScaler(rt.device.type, enabled=cfg.precision == "fp16")
     model.train()
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=desc, dynamic_ncols=True)
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=desc, dynamic_ncols=True,
+               disable=not rt.is_main)
     t0, running = time.time(), None
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        batch = make_batch(step)
-        loss = loss_fn(model, batch, step_generator(cfg.seed, step))
+        batch = to_device(rank_slice(make_batch(step), rt.rank, rt.world), rt.device)
+        with autocast(rt.device, cfg.precision):
+            if rt.world == 1:
+                loss = loss_fn(model, batch, step_generator(cfg.seed, step))
+            else:
+                loss = step_model(loss_fn, batch, step_generator(cfg.seed, step))
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower the learning rate")
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
         if cfg.grad_clip:
+            scaler.unscale_(opt)
             nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
         if ema is not None:
             # warm-up: early on the average would be dominated by the random initialisation
             _ema_update(ema, model, min(cfg.ema, (1 + step) / (10 + step)))
-        running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+        value = rt.mean(loss)            # the whole batch's loss, averaged over the ranks
+        running = value if running is None else 0.95 * running + 0.05 * value
         done = step + 1
-        if done % cfg.log_every == 0 or done == cfg.steps:
+        if rt.is_main and (done % cfg.log_every == 0 or done == cfg.steps):
             bar.set_postfix(loss=f"{running:.4f}", lr=f"{lr_at(step, cfg):.2e}")
-            log.write(json.dumps({"step": done, "loss": loss.item(), "smooth_loss": running,
+            log.write(json.dumps({"step": done, "loss": value, "smooth_loss": running,
                                   "seconds": round(time.time() - t0, 2)}) + "\n")
             log.flush()
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            _save(ckpt_path, model, ema, opt, done, kind, model_config, cfg,
-                  seconds_before + time.time() - t0)
-            if on_checkpoint is not None:
-                was_training = model.training
-                figures = on_checkpoint(done, ema if ema is not None else model)
-                model.train(was_training)
-                if figures:
-                    log.write(json.dumps({"step": done, **figures}) + "\n")
-                    log.flush()
-                    bar.write(f"step {done}: {figures}")
-    log.close()
+            if rt.is_main:
+                _save(ckpt_path, model, ema, opt, done, kind, model_config, cfg,
+                      seconds_before + time.time() - t0)
+                if on_checkpoint is not None:
+                    was_training = model.training
+                    figures = on_checkpoint(done, ema if ema is not None else model)
+                    model.train(was_training)
+                    if figures:
+                        log.write(json.dumps({"step": done, **figures}) + "\n")
+                        log.flush()
+                        bar.write(f"step {done}: {figures}")
+            rt.barrier()                 # the others wait until the checkpoint is on disk
+    if log is not None:
+        log.close()
     model.eval()
     return model, ema
 
@@ -266,7 +294,7 @@ def train_clip(run_dir: str | Path = "runs/clip", preset: str = "shapes", cfg: T
     make_batch = Prefetcher(ClipBatch(cfg.seed, cfg.batch_size, clip.image_size), cfg.steps, workers)
     clip, _ = fit(clip, make_batch, loss_fn, cfg, run_dir, "clip", model_config, desc="clip",
                   on_checkpoint=on_checkpoint)
-    if export:
+    if export and is_main_process():
         export_weights(clip, export, "clip", model_config,
                        {"train": asdict(cfg), "preset": preset, "train_seconds": run_seconds(run_dir)})
     return clip
@@ -337,7 +365,7 @@ def train_evaluator(run_dir: str | Path = "runs/evaluator", cfg: TrainConfig | N
     make_batch = Prefetcher(EvaluatorBatch(cfg.seed, cfg.batch_size), cfg.steps, workers)
     net, _ = fit(net, make_batch, loss_fn, cfg, run_dir, "evaluator", asdict(config), desc="evaluator",
                  on_checkpoint=on_checkpoint)
-    if export:
+    if export and is_main_process():
         export_weights(net, export, "evaluator", asdict(config),
                        {"train": asdict(cfg), "train_seconds": run_seconds(run_dir)})
     return Evaluator(net)
@@ -391,19 +419,34 @@ def decoder_validation(decoder, clip, evaluator, n: int = 100, steps: int = 20, 
 
 
 def train_decoder(run_dir: str | Path = "runs/decoder", preset: str = "base32", cfg: TrainConfig | None = None,
-                  export: str | Path | None = None, workers: int = 1, validate: int = 100):
-    """Train the CLIP-conditioned base decoder (frozen shipped CLIP); optionally export."""
+                  export: str | Path | None = None, workers: int = 1, validate: int = 100,
+                  cache: str | Path | None = None):
+    """Train the CLIP-conditioned base decoder; optionally export. By default on the shapes
+    world with the frozen shipped CLIP (validated by the evaluator); with `cache`, on the
+    images and embeddings of an embedding cache built with images=<resolution> (any CLIP:
+    the UNet's conditioning widths and resolution follow the cache)."""
+    from dataclasses import replace
+
     from .checkpoints import export_weights
     from .clip import load_clip
     from .decoder import DECODER_PRESETS, DiffusionDecoder, UNet
+    from .embedding_cache import EmbeddingCache
     from .evaluate import load_evaluator
 
     cfg = cfg or TrainConfig(steps=3000, batch_size=64, lr=1e-3, warmup=200, weight_decay=0.0, ema=0.999)
     torch.manual_seed(cfg.seed)  # the initial weights too: same seed, same run
-    clip = load_clip("shapes")
     config = DECODER_PRESETS[preset]
+    if cache is not None:
+        data = EmbeddingCache(cache)
+        if not data.manifest.get("images"):
+            raise ValueError(f"the cache at {cache} holds no images; rebuild it with images=32 (or --images 32)")
+        config = replace(config, resolution=int(data.manifest["images"]), clip_dim=data.dim,
+                         text_dim=data.text_shape[1])
+        clip_name, clip, validate = data.clip_name, None, 0
+    else:
+        clip_name, clip = "shapes", load_clip("shapes")
     decoder = DiffusionDecoder(UNet(config))
-    model_config = {"unet": asdict(config), "clip": "shapes", "schedule": "linear", "prediction": "v"}
+    model_config = {"unet": asdict(config), "clip": clip_name, "schedule": "linear", "prediction": "v"}
     evaluator = load_evaluator("shapes") if validate else None
 
     def loss_fn(model, batch, gen):
@@ -415,11 +458,15 @@ def train_decoder(run_dir: str | Path = "runs/decoder", preset: str = "base32", 
             return {}
         return decoder_validation(model, clip, evaluator, n=validate)
 
-    make_batch = Prefetcher(DecoderBatch(cfg.seed, cfg.batch_size, config.resolution, clip), cfg.steps, workers)
+    if cache is not None:
+        def make_batch(step):
+            return data.decoder_batch(step, cfg.batch_size, cfg.seed)
+    else:
+        make_batch = Prefetcher(DecoderBatch(cfg.seed, cfg.batch_size, config.resolution, clip), cfg.steps, workers)
     decoder, ema = fit(decoder, make_batch, loss_fn, cfg, run_dir, "decoder", model_config, desc="decoder",
                        on_checkpoint=on_checkpoint)
     final = ema if ema is not None else decoder
-    if export:
+    if export and is_main_process():
         export_weights(final, export, "decoder", model_config,
                        {"train": asdict(cfg), "preset": preset, "train_seconds": run_seconds(run_dir)})
     return final
@@ -528,7 +575,7 @@ def train_upsampler(stage: str = "up64", run_dir: str | Path | None = None, cfg:
     upsampler, ema = fit(upsampler, make_batch, loss_fn, cfg, run_dir, "upsampler",
                          model_config, desc=stage, on_checkpoint=on_checkpoint)
     final = ema if ema is not None else upsampler
-    if export:
+    if export and is_main_process():
         export_weights(final, export, "upsampler", model_config,
                        {"train": asdict(cfg), "stage": stage, "train_seconds": run_seconds(run_dir)})
     return final
@@ -587,42 +634,70 @@ def prior_validation(prior, clip, n: int = 200, seed: int = 60_000) -> dict:
             "cos_z_t": round(float((z_t * z_i).sum(-1).mean()), 4)}
 
 
+def cache_prior_validation(prior, cache, n: int = 200, seed: int = 60_000) -> dict:
+    """prior_validation on a fixed batch of an embedding cache (examples it also trains on)."""
+    z_i, text, mask, z_t = cache.prior_batch(-1 % 2**31, n, seed)
+    sampled = prior.sample(text, mask, z_t, generator=torch.Generator().manual_seed(seed))
+    return {"cos_sample": round(float((sampled * z_i).sum(-1).mean()), 4),
+            "cos_z_t": round(float((z_t * z_i).sum(-1).mean()), 4)}
+
+
 def train_prior(kind: str = "diffusion", run_dir: str | Path | None = None, preset: str = "shapes",
                 cfg: TrainConfig | None = None, export: str | Path | None = None, workers: int = 1,
-                validate: int = 200):
-    """Train a prior ("diffusion" or "autoregressive") on the shipped CLIP's embeddings."""
+                validate: int = 200, cache: str | Path | None = None):
+    """Train a prior ("diffusion" or "autoregressive"): by default on the shipped CLIP's
+    embeddings of the shapes world; with `cache`, on an embedding cache of any CLIP (the
+    prior's widths follow the cache), validated on a fixed batch of the cache."""
+    from dataclasses import replace
+
     from .checkpoints import export_weights
     from .clip import load_clip
-    from .prior import PRIOR_PRESETS, AutoregressivePrior, DiffusionPrior
+    from .embedding_cache import EmbeddingCache
+    from .prior import PRIOR_PRESETS, AutoregressivePrior, DiffusionPrior, PCAQuantizer
 
     if kind not in ("diffusion", "autoregressive"):
         raise ValueError(f"unknown prior {kind!r}; known: 'diffusion', 'autoregressive'")
     run_dir = run_dir or f"runs/prior_{kind}"
     cfg = cfg or TrainConfig(steps=1500, batch_size=128, lr=1e-3, warmup=100, weight_decay=0.01, ema=0.999)
     torch.manual_seed(cfg.seed)  # the initial weights too: same seed, same run
-    clip = load_clip("shapes")
     config = PRIOR_PRESETS[preset]
+    if cache is not None:
+        data = EmbeddingCache(cache)
+        length, width = data.text_shape
+        config = replace(config, dim=data.dim, text_dim=width, text_len=length)
+        clip_name, clip = data.clip_name, None
+    else:
+        clip_name, clip = "shapes", load_clip("shapes")
     if kind == "diffusion":
         prior = DiffusionPrior(config)
+    elif cache is not None:
+        z_i, z_t = data.tensors["z_i"][:20_000], data.tensors["z_t"][:20_000]
+        prior = AutoregressivePrior(config, PCAQuantizer.fit(z_i, z_t, config.buckets, keep_variance=0.99))
     else:
         prior = AutoregressivePrior(config, fit_prior_quantizer(clip, config.buckets))
-    model_config = {"prior": asdict(prior.config), "kind": kind, "clip": "shapes"}
+    model_config = {"prior": asdict(prior.config), "kind": kind, "clip": clip_name}
 
     def loss_fn(model, batch, gen):
         z_i, text, mask, z_t = batch
         return model.loss(z_i, text, mask, z_t, gen)
 
     def on_checkpoint(step, model):
-        if not validate or step % 500:
+        if not validate or (step % 500 and step != cfg.steps):
             return {}
         model.eval()
+        if cache is not None:
+            return cache_prior_validation(model, data, n=min(validate, len(data)))
         return prior_validation(model, clip, n=validate)
 
-    make_batch = Prefetcher(PriorBatch(cfg.seed, cfg.batch_size, clip), cfg.steps, workers)
+    if cache is not None:
+        def make_batch(step):
+            return data.prior_batch(step, cfg.batch_size, cfg.seed)
+    else:
+        make_batch = Prefetcher(PriorBatch(cfg.seed, cfg.batch_size, clip), cfg.steps, workers)
     prior, ema = fit(prior, make_batch, loss_fn, cfg, run_dir, "prior", model_config, desc=f"{kind} prior",
                      on_checkpoint=on_checkpoint)
     final = ema if ema is not None else prior
-    if export:
+    if export and is_main_process():
         export_weights(final, export, "prior", model_config,
                        {"train": asdict(cfg), "preset": preset, "train_seconds": run_seconds(run_dir)},
                        keep_float32=("quantizer.",))  # PCA basis and bucket edges stay exact
