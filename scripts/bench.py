@@ -307,8 +307,12 @@ from unclip_lib import load_unclip
 torch.manual_seed(0)
 pipe = load_unclip("shapes")
 pipe.generate(["a small red triangle on the left"] * 16, seed=0)
-scale = 1 if sys.platform == "darwin" else 1024      # ru_maxrss: bytes on macOS, KiB elsewhere
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20)
+try:   # Linux: the high-water mark of this process image (ru_maxrss would keep the forking parent's)
+    kib = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+    print(kib / 1024)
+except OSError:
+    scale = 1 if sys.platform == "darwin" else 1024      # ru_maxrss: bytes on macOS, KiB elsewhere
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20)
 """
 
 
@@ -425,10 +429,8 @@ def world_section(seed: int, n: int) -> list[str]:
 
 
 def evaluation_section(seed: int, n: int) -> list[str]:
-    """Guidance against fidelity and diversity (unCLIP and the GLIDE-like decoder), and the
-    paper's limitations: attribute binding, spelling, detail at the base resolution."""
+    """Guidance against fidelity and diversity: unCLIP and the GLIDE-like decoder."""
     from unclip_lib.fidelity import CONDITIONING_NAMES, guidance_sweep
-    from unclip_lib.limitations import base_resolution_detail, binding_scores, spelling_scores
     from unclip_lib.pipeline import load_unclip
 
     pipe = load_unclip("shapes")
@@ -440,28 +442,43 @@ def evaluation_section(seed: int, n: int) -> list[str]:
            f"stating only shape and colour, {s} samples each at the base 32 px with the same seeds at every "
            "guidance (so unCLIP's prior draws the same z_i); fidelity: shape and colour right (evaluator); "
            "diversity across the samples of a caption: RMS pixel distance and the entropy (bits) of the "
-           "unstated size (max 1), position (max 2.32) and background (max 2):", "",
+           "unstated size (max 1), position (max 2.32) and background (max 2), and their sum:", "",
            "| decoder conditioned on | guidance | shape+colour | pixel diversity | size entropy | "
-           "position entropy | background entropy |", "|---|---|---|---|---|---|---|"]
+           "position entropy | background entropy | sum |", "|---|---|---|---|---|---|---|---|"]
     for cond, rows in sweep.items():
         for g, r in rows.items():
             out.append(f"| {CONDITIONING_NAMES[cond]} | {g} | {r['shape+color']:.1%} | {r['diversity']:.3f} | "
-                       f"{r['size_entropy']:.2f} | {r['position_entropy']:.2f} | {r['background_entropy']:.2f} |")
+                       f"{r['size_entropy']:.2f} | {r['position_entropy']:.2f} | {r['background_entropy']:.2f} | "
+                       f"{r['open_entropy']:.2f} |")
+    return out
+
+
+def limitations_section(seed: int, n: int) -> list[str]:
+    """The paper's limitations: attribute binding, spelling, detail at the base resolution."""
+    from unclip_lib.fidelity import CONDITIONING_NAMES
+    from unclip_lib.limitations import base_resolution_detail, binding_scores, spelling_scores
+    from unclip_lib.pipeline import load_unclip
+
+    pipe = load_unclip("shapes")
+    ev = load_evaluator("shapes")
     m = max(4, n // 2)
-    b = binding_scores(pipe, ev, n=m, conditionings=("diffusion", "autoregressive", "caption"), seed=seed + 1)
-    out += ["", f"Attribute binding: {m} fresh two-object captions (\"two shapes: a red circle and a blue square\", "
+    conds = ("diffusion", "autoregressive", "caption", "image")
+    b = binding_scores(pipe, ev, n=m, conditionings=conds, seed=seed + 1)
+    out = [f"Attribute binding: {m} fresh two-object captions (\"two shapes: a red circle and a blue square\", "
             "two different shapes and colours), one 128 px sample each, read by the evaluator: correct, colours "
             "swapped between the objects, mixed (only stated attributes, one used twice), wrong (an unstated "
             "shape or colour):", "",
             "| decoder conditioned on | correct | swapped | mixed | wrong | both shapes right | both colours right |",
             "|---|---|---|---|---|---|---|"]
-    for cond in ("diffusion", "autoregressive", "caption"):
+    for cond in conds:
         r = b[cond]
         out.append(f"| {CONDITIONING_NAMES[cond]} | " + " | ".join(f"{r[o]:.1%}" for o in
                                                                     ("correct", "swapped", "mixed", "wrong", "shapes", "colors")) + " |")
+    c = b["clip"]
     out.append(f"\nCLIP itself on the true renders of these scenes: its own caption scores above the caption with "
-               f"the colours swapped for {b['clip']['accuracy']:.1%} of images (chance 50%), by a mean cosine margin "
-               f"of {b['clip']['margin']:.3f}.")
+               f"the colours swapped for {c['accuracy']:.1%} of images (chance 50%), by a mean cosine margin of "
+               f"{c['margin']:.3f}; above a caption with one colour replaced by an absent one for "
+               f"{c['substitution_accuracy']:.1%}, by {c['substitution_margin']:.3f}.")
     sp = spelling_scores(pipe, ev, n=m, seed=seed + 2)
     out += ["", f"Spelling: {m} one-object captions asking for a written word (\"a red circle with the word 'red' "
             "written on it\"); 128 px samples (diffusion prior) read by the evaluator, whose word accuracy on true "
@@ -484,7 +501,7 @@ def evaluation_section(seed: int, n: int) -> list[str]:
     return out
 
 
-SECTIONS = ("world", "decoder", "priors", "manipulations", "probes", "evaluation", "speed")
+SECTIONS = ("world", "decoder", "priors", "manipulations", "probes", "evaluation", "limitations", "speed")
 
 
 def main() -> None:
@@ -498,7 +515,9 @@ def main() -> None:
                    help="also measure variations, text diffs and interpolations")
     p.add_argument("--probes", action="store_true", help="also measure the PCA probe and typographic attacks")
     p.add_argument("--evaluation", action="store_true",
-                   help="also measure guidance against fidelity/diversity and the limitations")
+                   help="also measure guidance against fidelity and diversity (unCLIP and GLIDE-like)")
+    p.add_argument("--limitations", action="store_true",
+                   help="also measure attribute binding, spelling and detail at the base resolution")
     p.add_argument("--speed", action="store_true", help="also measure seconds per stage, inversion, peak memory")
     p.add_argument("--all", action="store_true", help="every section (about 3 hours on 2 cores)")
     p.add_argument("--no-world", action="store_true", help="skip the world / CLIP / evaluator section")
@@ -515,6 +534,7 @@ def main() -> None:
                "manipulations": lambda: manipulation_section(args.seed, min(args.n, 200)),
                "probes": lambda: probe_section(args.seed, min(args.n, 200)),
                "evaluation": lambda: evaluation_section(args.seed, min(args.n, 200)),
+               "limitations": lambda: limitations_section(args.seed, min(args.n, 200)),
                "speed": lambda: speed_section(args.seed)}
     for name in SECTIONS:
         if not chosen[name]:

@@ -38,11 +38,14 @@ def test_binding_scenes_differ_in_shape_and_colour():
         assert len(shapes) == 2 and len(colours) == 2
 
 
-def test_clip_cannot_tell_a_caption_from_its_colour_swap(clip):
-    # 100 scenes: the tiny CLIP is at chance (BENCHMARKS.md), the paper's explanation of binding errors
+def test_clip_barely_tells_a_caption_from_its_colour_swap(clip):
+    # 100 scenes (BENCHMARKS.md): the swap moves the cosine by 0.020, a colour substitution by 0.248;
+    # the paper's explanation of unCLIP's binding errors
     scenes = binding_scenes(100, seed=31)
     r = clip_binding_accuracy(clip, scenes.images, scenes.attributes)
-    assert 0.25 <= r["accuracy"] <= 0.75 and abs(r["margin"]) < 0.05, r
+    assert r["substitution_accuracy"] >= 0.9, r
+    assert r["margin"] < 0.3 * r["substitution_margin"], r
+    assert r["accuracy"] < r["substitution_accuracy"], r
 
 
 def test_the_prior_beats_the_caption_alone_on_fidelity(pipe, evaluator):

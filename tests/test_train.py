@@ -82,3 +82,28 @@ def test_clip_training_lowers_the_loss_and_exports(tmp_path):
     assert read_metadata(out)["kind"] == "clip" and (tmp_path / "micro.json").exists()
     from unclip_lib import load_clip
     assert load_clip(str(out)).encode_text(["a red circle"]).shape == (1, 64)
+
+
+def test_mixed_precision_and_device_choice(tmp_path):
+    import json
+    from dataclasses import replace
+
+    from unclip_lib.distributed import pick_device
+
+    cfg = TrainConfig(steps=30, batch_size=16, lr=1e-2, warmup=2, checkpoint_every=30, log_every=1,
+                      precision="bf16", device="cpu")
+    model, _ = fit(_toy(), _batch, _loss, cfg, tmp_path / "bf16", "toy", {"w": 1}, desc="bf16")
+    fit(_toy(), _batch, _loss, replace(cfg, precision="fp32"), tmp_path / "fp32", "toy", {"w": 1}, desc="fp32")
+    low, full = ([json.loads(line)["loss"] for line in (tmp_path / d / "log.jsonl").read_text().splitlines()]
+                 for d in ("bf16", "fp32"))
+    assert low != full                                              # autocast did run in bfloat16 ...
+    assert max(abs(a - b) / b for a, b in zip(low, full)) < 0.05     # ... and follows the fp32 run
+    assert sum(low[-5:]) < sum(low[:5])
+    assert model[0].weight.dtype == torch.float32                  # the weights stay float32
+    with pytest.raises(ValueError, match="precision"):
+        fit(_toy(), _batch, _loss, TrainConfig(steps=1, precision="fp8"), tmp_path / "x", "toy", {"w": 1})
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type in ("cuda", "mps", "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA"):
+            pick_device("cuda")

@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kind", choices=["diffusion", "autoregressive"], required=True)
     p.add_argument("--preset", default="shapes")
     p.add_argument("--cache", default=None, help="train on an embedding cache instead of the world")
+    p.add_argument("--validate", type=int, default=200, help="captions sampled at each validation (0: none)")
     p = sub.add_parser("cache", help="precompute CLIP embeddings of your captioned images (resumable)")
     p.add_argument("source", help="a folder (image + .txt caption), a .csv/.jsonl index, or .tar shards")
     p.add_argument("out", help="cache folder (resumes if it holds a partial cache)")
@@ -96,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             train_clip(run_dir, args.preset, cfg, export=args.export)
         elif args.component == "prior":
             cfg.weight_decay, cfg.ema, cfg.warmup = 0.01, 0.999, 200
-            train_prior(args.kind, run_dir, args.preset, cfg, export=args.export, cache=args.cache)
+            train_prior(args.kind, run_dir, args.preset, cfg, export=args.export, cache=args.cache,
+                        validate=args.validate)
         elif args.component == "evaluator":
             cfg.weight_decay = 0.01
             train_evaluator(run_dir, cfg, export=args.export)

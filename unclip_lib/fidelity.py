@@ -44,7 +44,8 @@ def grid_scores(evaluator, images: torch.Tensor, stated: list[dict]) -> dict[str
 
     Returns {"shape+color", "all": accuracy over all S * N images; "diversity": RMS pixel
     distance between samples of one caption; "size_entropy", "position_entropy": over the
-    captions that leave that attribute open (NaN if none does); "background_entropy"}."""
+    captions that leave that attribute open (NaN if none does); "background_entropy";
+    "open_entropy": their sum, the semantic diversity}."""
     s, n = images.shape[:2]
     preds = [evaluator.predict(x, objects=1) for x in images]                   # [S][N]
     flat = [p for row in preds for p in row]
@@ -55,6 +56,8 @@ def grid_scores(evaluator, images: torch.Tensor, stated: list[dict]) -> dict[str
     for key in ("size", "position", "background"):
         open_ = [c for c, st in zip(per_caption, stated) if key not in st]
         out[f"{key}_entropy"] = attribute_entropy(open_, key) if open_ else float("nan")
+    # semantic diversity in one number: what varies among the things the caption leaves open
+    out["open_entropy"] = float(np.nansum([out[f"{k}_entropy"] for k in ("size", "position", "background")]))
     return out
 
 
