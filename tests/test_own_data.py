@@ -189,3 +189,42 @@ def test_two_gloo_processes_follow_the_single_process_loss_trajectory(tmp_path):
     assert max(abs(a - b) / a for a, b in zip(one, two)) < 1e-4, (one, two)
     assert one[-1] < one[0]
     assert json.loads((tmp_path / "two" / "train_config.json").read_text())["processes"] == 2
+
+
+def test_an_open_clip_architecture_feeds_the_cache_and_a_prior(tmp_path, monkeypatch):
+    """The cache takes any CLIP that load_clip gives: here a small open_clip architecture,
+    saved as safetensors and loaded like a real pretrained model, through the CLI."""
+    import open_clip
+    from safetensors.torch import save_file
+
+    from unclip_lib import load_clip
+    from unclip_lib.cli import main
+    from unclip_lib.train import TrainConfig, train_prior
+
+    config = {"embed_dim": 32,
+              "vision_cfg": {"image_size": 64, "layers": 1, "width": 64, "patch_size": 16, "head_width": 32},
+              "text_cfg": {"context_length": 24, "vocab_size": 49408, "width": 48, "heads": 2, "layers": 1}}
+    (tmp_path / "unclip-test-cache.json").write_text(json.dumps(config))
+    open_clip.add_model_config(tmp_path / "unclip-test-cache.json")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    weights = tmp_path / "weights.safetensors"
+    save_file({k: v.contiguous() for k, v in open_clip.create_model("unclip-test-cache").state_dict().items()},
+              str(weights))
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for key, image, caption in _examples(12, seed=8):
+        _save(image, folder / f"{key}.png")
+        (folder / f"{key}.txt").write_text(caption)
+
+    assert main(["cache", str(folder), str(tmp_path / "cache"), "--clip", "unclip-test-cache", "--pretrained",
+                 str(weights), "--images", "32", "--shard-size", "5"]) == 0
+    cache = EmbeddingCache(tmp_path / "cache")
+    assert len(cache) == 12 and len(cache.manifest["shards"]) == 3
+    assert cache.dim == 32 and cache.text_shape == (24, 48)          # the real model's widths
+    clip = load_clip("unclip-test-cache", pretrained=str(weights))
+    assert cache.clip_name == clip.name
+    prior = train_prior("diffusion", tmp_path / "prior", cfg=TrainConfig(steps=3, batch_size=4, checkpoint_every=3),
+                        validate=4, cache=tmp_path / "cache")
+    z_i, text, mask, z_t = cache.prior_batch(0, 4)
+    sampled = prior.sample(text, mask, z_t, steps=4, generator=torch.Generator().manual_seed(0))
+    assert sampled.shape == (4, 32) and torch.allclose(sampled.norm(dim=-1), torch.ones(4), atol=1e-4)

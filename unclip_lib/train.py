@@ -636,7 +636,8 @@ def prior_validation(prior, clip, n: int = 200, seed: int = 60_000) -> dict:
 
 def cache_prior_validation(prior, cache, n: int = 200, seed: int = 60_000) -> dict:
     """prior_validation on a fixed batch of an embedding cache (examples it also trains on)."""
-    z_i, text, mask, z_t = cache.prior_batch(-1 % 2**31, n, seed)
+    device = next(prior.parameters()).device
+    z_i, text, mask, z_t = (t.to(device) for t in cache.prior_batch(2**31 - 1, n, seed))
     sampled = prior.sample(text, mask, z_t, generator=torch.Generator().manual_seed(seed))
     return {"cos_sample": round(float((sampled * z_i).sum(-1).mean()), 4),
             "cos_z_t": round(float((z_t * z_i).sum(-1).mean()), 4)}
