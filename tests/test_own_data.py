@@ -169,9 +169,10 @@ def test_rank_slices_cover_the_batch():
         rank_slice(torch.arange(7), 0, 2)
 
 
-def _train_evaluator(run_dir, processes: int):
-    args = ["-m", "unclip_lib.cli", "train", "evaluator", "--steps", "8", "--batch-size", "16", "--log-every", "1",
-            "--checkpoint-every", "8", "--threads", "1", "--device", "cpu", "--run-dir", str(run_dir)]
+def _train(run_dir, processes: int, *command, steps: int = 8):
+    """Run `unclip-lab train <command>` in 1 process or under torchrun; the logged losses."""
+    args = ["-m", "unclip_lib.cli", "train", *command, "--steps", str(steps), "--batch-size", "16", "--log-every",
+            "1", "--checkpoint-every", "4", "--threads", "1", "--device", "cpu", "--run-dir", str(run_dir)]
     launcher = [] if processes == 1 else ["-m", "torch.distributed.run", "--standalone",
                                           f"--nproc_per_node={processes}"]
     out = subprocess.run([sys.executable, *launcher, *args], capture_output=True, text=True, timeout=900)
@@ -180,15 +181,48 @@ def _train_evaluator(run_dir, processes: int):
     return [r["loss"] for r in log if "loss" in r]
 
 
+def _relative_gap(one, two):
+    return max(abs(a - b) / abs(a) for a, b in zip(one, two))
+
+
 def test_two_gloo_processes_follow_the_single_process_loss_trajectory(tmp_path):
-    one = _train_evaluator(tmp_path / "one", 1)
-    two = _train_evaluator(tmp_path / "two", 2)
+    one = _train(tmp_path / "one", 1, "evaluator")
+    two = _train(tmp_path / "two", 2, "evaluator")
     assert len(one) == len(two) == 8
     # the same global batches, a loss that is a mean over examples, gradients averaged by DDP:
     # the trajectories differ by float rounding only (2e-7 relative when measured)
-    assert max(abs(a - b) / a for a, b in zip(one, two)) < 1e-4, (one, two)
+    assert _relative_gap(one, two) < 1e-4, (one, two)
     assert one[-1] < one[0]
     assert json.loads((tmp_path / "two" / "train_config.json").read_text())["processes"] == 2
+
+
+def test_rank_generators_draw_the_single_process_rows():
+    from unclip_lib.distributed import RankGenerator, batch_rand, batch_randint, batch_randn
+
+    whole = torch.Generator().manual_seed(5)
+    t, x, u = torch.randint(0, 1000, (8,), generator=whole), torch.randn((8, 3), generator=whole), \
+        torch.rand((8,), generator=whole)
+    for r in (0, 1):
+        g = RankGenerator(torch.Generator().manual_seed(5), r, 2)
+        rows = slice(4 * r, 4 * r + 4)
+        assert torch.equal(batch_randint(1000, (4,), g), t[rows])
+        assert torch.equal(batch_randn((4, 3), g), x[rows])
+        assert torch.equal(batch_rand((4,), g), u[rows])
+
+
+def test_two_gloo_processes_train_a_diffusion_prior_like_one_and_resume(clip, tmp_path):
+    """A diffusion loss is random (timesteps, noise, caption dropout): each rank draws the one
+    process's noise for its own rows, so 2 processes take the steps of 1, to float rounding,
+    also after resuming from rank 0's checkpoint."""
+    build_embedding_cache(_examples(48, seed=9), clip, tmp_path / "cache", progress=False)
+    command = ["prior", "--kind", "diffusion", "--cache", str(tmp_path / "cache"), "--validate", "8"]
+    one, two = _train(tmp_path / "one", 1, *command), _train(tmp_path / "two", 2, *command)
+    assert len(one) == len(two) == 8
+    assert _relative_gap(one, two) < 1e-4, (one, two)
+    one = _train(tmp_path / "one", 1, *command, steps=12)       # resumes at step 8
+    two = _train(tmp_path / "two", 2, *command, steps=12)
+    assert len(one) == len(two) == 12
+    assert _relative_gap(one, two) < 1e-4, (one, two)
 
 
 def test_an_open_clip_architecture_feeds_the_cache_and_a_prior(tmp_path, monkeypatch):

@@ -23,6 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .distributed import batch_rand
+
 
 @dataclass(frozen=True)
 class UNetConfig:
@@ -274,8 +276,8 @@ def drop_conditions(z_i: torch.Tensor, text: torch.Tensor, generator: torch.Gene
     """Classifier-free guidance dropout: per example, z_i -> null with prob p_clip, caption
     -> null with prob p_text. Returns boolean keep-masks [N] for each."""
     n = z_i.shape[0]
-    keep_clip = torch.rand(n, generator=generator) >= p_clip
-    keep_text = torch.rand(n, generator=generator) >= p_text
+    keep_clip = batch_rand((n,), generator) >= p_clip
+    keep_text = batch_rand((n,), generator) >= p_text
     return keep_clip, keep_text
 
 

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .distributed import batch_randint, batch_randn
+
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -139,9 +141,9 @@ class GaussianDiffusion:
         at uniformly drawn timesteps. Returns a scalar."""
         n = x0.shape[0]
         if t is None:
-            t = torch.randint(0, self.num_steps, (n,), generator=generator).to(x0.device)
+            t = batch_randint(self.num_steps, (n,), generator).to(x0.device)
         if noise is None:
-            noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+            noise = batch_randn(x0.shape, generator).to(x0.device)
         x_t = self.q_sample(x0, t, noise)
         if self.prediction == "eps":
             target = noise

@@ -7,9 +7,12 @@ The training commands need no change to run on several processes:
 
 torchrun sets RANK / WORLD_SIZE / LOCAL_RANK; `Runtime.from_env` then joins the process group
 (gloo on CPU, NCCL on CUDA). Every rank builds the same global batch of a step (batches are a
-pure function of (seed, step)) and trains on its contiguous slice; DistributedDataParallel
-averages the gradients, so a step of N processes is the step of one process on the whole
-batch. Rank 0 alone logs, validates and writes checkpoints; every rank resumes from them.
+pure function of (seed, step)) and trains on its contiguous slice. The loss's own randomness
+(diffusion timesteps and noise, condition dropout) is drawn through a `RankGenerator`: every
+draw is made for the whole global batch and the rank keeps its rows, so each example gets the
+noise it would get in one process. DistributedDataParallel averages the gradients, so a step of
+N processes is the step of one process on the whole batch, to float rounding. Rank 0 alone
+logs, validates and writes checkpoints; every rank resumes from the step rank 0 saved.
 """
 from __future__ import annotations
 
@@ -78,9 +81,58 @@ class Runtime:
             value /= self.world
         return float(value.detach())
 
+    def max(self, value: float) -> float:
+        """The largest of a number over all ranks."""
+        return self._reduce(value, dist.ReduceOp.MAX)
+
+    def min(self, value: float) -> float:
+        """The smallest of a number over all ranks."""
+        return self._reduce(value, dist.ReduceOp.MIN)
+
+    def _reduce(self, value: float, op) -> float:
+        if self.world == 1:
+            return float(value)
+        t = torch.tensor(float(value), dtype=torch.float64, device=self.device)
+        dist.all_reduce(t, op=op)
+        return float(t)
+
     def close(self) -> None:
         if self.started_group and dist.is_initialized():
             dist.destroy_process_group()
+
+
+@dataclass
+class RankGenerator:
+    """A training step's RNG for one rank of `world`: the draws of `batch_randn` and friends
+    are made for world x the local rows and sliced to this rank's rows, so the N ranks
+    together see exactly the draws one process makes for the whole batch."""
+    generator: torch.Generator
+    rank: int = 0
+    world: int = 1
+
+
+def _rows(draw, shape, generator, **kwargs) -> torch.Tensor:
+    shape = tuple(int(s) for s in shape)
+    if not isinstance(generator, RankGenerator):
+        return draw(shape, generator=generator, **kwargs)
+    n, g = shape[0], generator
+    full = draw((n * g.world, *shape[1:]), generator=g.generator, **kwargs)
+    return full[g.rank * n:(g.rank + 1) * n]
+
+
+def batch_randn(shape, generator: torch.Generator | RankGenerator | None) -> torch.Tensor:
+    """torch.randn(shape) whose dim 0 is the (local) batch; see RankGenerator."""
+    return _rows(torch.randn, shape, generator)
+
+
+def batch_rand(shape, generator: torch.Generator | RankGenerator | None) -> torch.Tensor:
+    """torch.rand(shape) whose dim 0 is the (local) batch; see RankGenerator."""
+    return _rows(torch.rand, shape, generator)
+
+
+def batch_randint(high: int, shape, generator: torch.Generator | RankGenerator | None) -> torch.Tensor:
+    """torch.randint(high, shape) whose dim 0 is the (local) batch; see RankGenerator."""
+    return _rows(lambda size, generator: torch.randint(0, high, size, generator=generator), shape, generator)
 
 
 def is_main_process() -> bool:

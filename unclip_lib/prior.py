@@ -26,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .decoder import timestep_embedding
+from .distributed import batch_rand
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ class DiffusionPrior(nn.Module):
     def loss(self, z_i, text, text_mask, z_t, generator: torch.Generator, p_drop: float = 0.1) -> torch.Tensor:
         """MSE between the prediction and the unnoised z_i; caption dropped with prob p_drop."""
         _check_inputs(self.config, text, text_mask, z_t)
-        keep = (torch.rand(z_i.shape[0], generator=generator) >= p_drop).to(z_i.device)
+        keep = (batch_rand((z_i.shape[0],), generator) >= p_drop).to(z_i.device)
         fn = lambda x, t: self(x, t, text, text_mask, z_t, keep)  # noqa: E731
         return self.diffusion.training_loss(fn, z_i * self.scale, generator)
 
@@ -323,7 +324,7 @@ class AutoregressivePrior(nn.Module):
         _check_inputs(self.config, text, text_mask, z_t)
         ids = self.quantizer.encode(z_i)
         dot_ids = self.quantizer.dot_bucket((z_i * z_t).sum(-1))
-        keep = (torch.rand(z_i.shape[0], generator=generator) >= p_drop).to(z_i.device)
+        keep = (batch_rand((z_i.shape[0],), generator) >= p_drop).to(z_i.device)
         logits = self.logits(ids[:, :-1], dot_ids, text, text_mask, z_t, keep)
         return F.cross_entropy(logits.reshape(-1, self.config.buckets), ids.reshape(-1))
 

@@ -84,7 +84,7 @@ def fit(model: nn.Module, make_batch: Callable[[int], object],
     on_checkpoint(step, model) may return figures to log (e.g. a validation accuracy).
     Returns (model, ema_model or None).
     """
-    from .distributed import LossModule, Runtime, autocast, rank_slice, to_device
+    from .distributed import LossModule, RankGenerator, Runtime, autocast, rank_slice, to_device
 
     torch.manual_seed(cfg.seed)
     rt = Runtime.from_env(cfg.device)
@@ -106,6 +106,9 @@ def fit(model: nn.Module, make_batch: Callable[[int], object],
         start, seconds_before = _resume(ckpt_path, model, ema, opt, kind, model_config, cfg)
         if rt.is_main:
             print(f"resumed {ckpt_path} at step {start}/{cfg.steps}")
+    if rt.world > 1 and rt.max(start) != rt.min(start):
+        raise RuntimeError(f"the ranks found different checkpoints in {run_dir} (this rank: step {start}); every "
+                           "process must see the same run directory, e.g. on a shared filesystem")
     if rt.is_main:
         (run_dir / "train_config.json").write_text(json.dumps(
             {"train": asdict(cfg), "model": model_config, "kind": kind, "processes": rt.world}, indent=2))
@@ -126,10 +129,11 @@ def fit(model: nn.Module, make_batch: Callable[[int], object],
         with autocast(rt.device, cfg.precision):
             if rt.world == 1:
                 loss = loss_fn(model, batch, step_generator(cfg.seed, step))
-            else:
-                loss = step_model(loss_fn, batch, step_generator(cfg.seed, step))
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower the learning rate")
+            else:  # draws for the whole batch, this rank's rows: the noise one process would use
+                loss = step_model(loss_fn, batch, RankGenerator(step_generator(cfg.seed, step), rt.rank, rt.world))
+        value = rt.mean(loss)            # the whole batch's loss, averaged over the ranks
+        if not math.isfinite(value):     # every rank sees the same value, so all of them stop
+            raise FloatingPointError(f"loss became {value} at step {step}; lower the learning rate")
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if cfg.grad_clip:
@@ -140,7 +144,6 @@ def fit(model: nn.Module, make_batch: Callable[[int], object],
         if ema is not None:
             # warm-up: early on the average would be dominated by the random initialisation
             _ema_update(ema, model, min(cfg.ema, (1 + step) / (10 + step)))
-        value = rt.mean(loss)            # the whole batch's loss, averaged over the ranks
         running = value if running is None else 0.95 * running + 0.05 * value
         done = step + 1
         if rt.is_main and (done % cfg.log_every == 0 or done == cfg.steps):
