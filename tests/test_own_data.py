@@ -123,11 +123,17 @@ def test_the_embedding_cache_resumes_and_matches_an_uninterrupted_build(clip, tm
     assert kept["count"] == 8 and not kept["complete"]            # the finished shard survived
     build_embedding_cache(examples, clip, tmp_path / "part", shard_size=8, batch_size=3, images=32, progress=False)
     a, b = EmbeddingCache(tmp_path / "whole"), EmbeddingCache(tmp_path / "part")
-    assert len(a) == len(b) == 21 and a.tensors.keys() == b.tensors.keys()
-    for k in a.tensors:
-        assert torch.equal(a.tensors[k], b.tensors[k]), k
+    assert len(a) == len(b) == 21 and a.names == b.names == ("images", "mask", "text", "z_i", "z_t")
+    for k in a.names:
+        assert torch.equal(a.column(k), b.column(k)), k
     z = clip.encode_image(torch.stack([x for _, x, _ in examples]))
-    assert torch.allclose(a.tensors["z_i"], z, atol=1e-5)
+    assert torch.allclose(a.column("z_i"), z, atol=1e-5)
+    rows = torch.tensor([20, 0, 9, 9, 15])                         # across shard boundaries, repeated
+    for k in a.names:
+        assert torch.equal(a.gather(k, rows), a.column(k)[rows]), k
+    assert torch.equal(a.column("text", limit=10), a.column("text")[:10])
+    with pytest.raises(IndexError, match=r"\[0, 21\)"):
+        a.gather("z_i", [21])
     z_i, text, mask, z_t = a.prior_batch(0, 6, seed=1)
     assert z_i.shape == (6, 128) and text.shape[0] == 6 and mask.dtype == torch.bool
     assert torch.equal(a.prior_batch(5, 6, seed=1)[0], b.prior_batch(5, 6, seed=1)[0])
@@ -135,6 +141,29 @@ def test_the_embedding_cache_resumes_and_matches_an_uninterrupted_build(clip, tm
     assert images.shape == (4, 3, 32, 32) and 0 <= images.min() and images.max() <= 1
     with pytest.raises(Exception, match="another folder"):
         build_embedding_cache(examples, clip, tmp_path / "whole", images=64, progress=False)
+    # resuming with other data is refused, not silently misaligned
+    with pytest.raises(KeyboardInterrupt):
+        build_embedding_cache(_Dies(examples, 13), clip, tmp_path / "other", shard_size=8, images=32, progress=False)
+    with pytest.raises(Exception, match="other data"):
+        build_embedding_cache(examples[1:], clip, tmp_path / "other", shard_size=8, images=32, progress=False)
+
+
+def test_a_resumed_folder_cache_does_not_decode_finished_examples_again(clip, folder, tmp_path, monkeypatch):
+    import unclip_lib.data as data_module
+
+    whole = build_embedding_cache(CaptionedImages(folder, resolution=64), clip, tmp_path / "whole", shard_size=4,
+                                  progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        build_embedding_cache(_Dies(list(CaptionedImages(folder, resolution=64)), 9), clip, tmp_path / "part",
+                              shard_size=4, progress=False)
+    decoded = []
+    square = data_module.square_image
+    monkeypatch.setattr(data_module, "square_image", lambda src, r: decoded.append(src) or square(src, r))
+    resumed = build_embedding_cache(CaptionedImages(folder, resolution=64), clip, tmp_path / "part", shard_size=4,
+                                    progress=False)
+    assert resumed["count"] == whole["count"] == 11
+    assert len(decoded) == 11 - 8 + 1                 # the 3 new examples and the unreadable file, no more
+    assert torch.equal(EmbeddingCache(tmp_path / "part").column("z_i"), EmbeddingCache(tmp_path / "whole").column("z_i"))
 
 
 def test_a_prior_and_a_decoder_train_from_the_cache(clip, tmp_path):
@@ -262,3 +291,25 @@ def test_an_open_clip_architecture_feeds_the_cache_and_a_prior(tmp_path, monkeyp
     z_i, text, mask, z_t = cache.prior_batch(0, 4)
     sampled = prior.sample(text, mask, z_t, steps=4, generator=torch.Generator().manual_seed(0))
     assert sampled.shape == (4, 32) and torch.allclose(sampled.norm(dim=-1), torch.ones(4), atol=1e-4)
+
+
+def test_bad_index_files_are_skipped_or_named(folder, tmp_path):
+    lines = ['{"path": "img000.png", "caption": "a red circle"}', "[1, 2]", '"just a string"', "{not json",
+             '{"path": "img001.png", "text": "a blue star"}']
+    (folder / "odd.jsonl").write_text("\n".join(lines) + "\n")
+    data = CaptionedImages(folder / "odd.jsonl", resolution=32)
+    items, _ = _read(data)
+    assert [k for k, _, _ in items] == ["img000.png", "img001.png"]
+    assert data.skipped["unreadable index line"] == 3 and data.record_count() == 5
+    (tmp_path / "nohead.csv").write_text("img000.png,a red circle\nimg001.png,a blue star\n")
+    with pytest.raises(ValueError, match="header row naming an image column"):
+        list(CaptionedImages(tmp_path / "nohead.csv", resolution=32))
+
+
+def test_the_cache_command_refuses_torchrun_and_counts_its_records(folder, tmp_path, monkeypatch, capsys):
+    from unclip_lib.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["cache", str(folder), str(tmp_path / "c")]) == 2
+    assert "without torchrun" in capsys.readouterr().err
+    assert CaptionedImages(folder).record_count() == 14        # every image file, good or bad

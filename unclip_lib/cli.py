@@ -14,6 +14,7 @@ Your own captioned images (a folder with .txt captions, a .csv/.jsonl index, or 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import torch
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pretrained", default=None, help="open_clip pretrained tag (local cache only)")
     p.add_argument("--images", type=int, default=None, help="also store the images at this size (decoder training)")
     p.add_argument("--shard-size", type=int, default=1024)
+    p.add_argument("--device", default="auto", help="where CLIP runs: auto (cuda, else mps, else cpu), cpu, cuda, mps")
     p.add_argument("--batch-size", type=int, default=64)
     p = sub.add_parser("generate", help="text to image with the shipped stack; one row per caption")
     p.add_argument("captions", nargs="+", help="one or more captions (quote each)")
@@ -116,12 +118,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "cache":
         from .clip import load_clip
         from .data import CaptionedImages
+        from .distributed import pick_device
         from .embedding_cache import build_embedding_cache
 
-        clip = load_clip(args.clip, pretrained=args.pretrained)
-        data = CaptionedImages(args.source, resolution=clip.image_size)
+        if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+            print("unclip-lab cache runs in one process (its shards are numbered in order); run it without "
+                  "torchrun, then train under torchrun from the cache", file=sys.stderr)
+            return 2
+        clip = load_clip(args.clip, pretrained=args.pretrained, device=pick_device(args.device))
+        data = CaptionedImages(args.source, resolution=clip.image_size, rank=0, world_size=1)
         m = build_embedding_cache(data, clip, args.out, shard_size=args.shard_size, batch_size=args.batch_size,
-                                  images=args.images)
+                                  images=args.images, total=data.record_count())
         skipped = ", ".join(f"{n} {why}" for why, n in m.get("skipped", {}).items()) or "none"
         print(f"{args.out}: {m['count']} examples in {len(m['shards'])} shards (CLIP {m['clip']}); skipped: {skipped}")
         return 0

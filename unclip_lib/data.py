@@ -29,12 +29,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .images import as_image_batch, resize
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 CAPTION_KEYS = ("caption", "text", "txt", "prompt")
+PATH_KEYS = ("path", "image", "file")
 
 
 def expand_shards(pattern: str | list[str]) -> list[str]:
@@ -52,6 +53,7 @@ def square_image(data: bytes | str | Path, resolution: int) -> torch.Tensor:
     """Decode an image file (bytes or path), centre-crop it to a square, resize: [3, R, R]."""
     with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as img:
         img.load()
+        img = ImageOps.exif_transpose(img)        # phones store the rotation in EXIF, not in the pixels
         w, h = img.size
         s = min(w, h)
         img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
@@ -94,6 +96,8 @@ class CaptionedImages(torch.utils.data.IterableDataset):
         self.kind, self.sources = self._resolve(source)
         self.skipped: Counter = Counter()
         self._warned: set = set()
+        # keys passed over before decoding (a resumed embedding cache already holds them)
+        self.skip_keys: set = set()
 
     @staticmethod
     def _resolve(source) -> tuple[str, list[str]]:
@@ -134,8 +138,12 @@ class CaptionedImages(torch.utils.data.IterableDataset):
         with open(index, newline="", encoding="utf-8") as f:
             if index.endswith(".csv"):
                 rows = csv.DictReader(f)
+                columns = set(rows.fieldnames or ())
+                if not columns & set(PATH_KEYS) or not columns & set(CAPTION_KEYS):
+                    raise ValueError(f"{index} needs a header row naming an image column ({', '.join(PATH_KEYS)}) "
+                                     f"and a caption column ({', '.join(CAPTION_KEYS)}); it has {sorted(columns)}")
                 for i, row in enumerate(rows):
-                    path = row.get("path") or row.get("image") or row.get("file")
+                    path = next((row[k] for k in PATH_KEYS if isinstance(row.get(k), str) and row[k]), None)
                     caption = next((row[k] for k in CAPTION_KEYS if row.get(k)), None)
                     yield (path or f"row {i}"), (base / path if path else None), \
                         (_caption_of(caption, ".txt") if caption else None)
@@ -146,9 +154,11 @@ class CaptionedImages(torch.utils.data.IterableDataset):
                     try:
                         row = json.loads(line)
                     except json.JSONDecodeError:
+                        row = None
+                    if not isinstance(row, dict):
                         self._skip("unreadable index line", f"{index}:{i + 1}")
                         continue
-                    path = row.get("path") or row.get("image") or row.get("file")
+                    path = next((row[k] for k in PATH_KEYS if isinstance(row.get(k), str) and row[k]), None)
                     caption = next((row[k] for k in CAPTION_KEYS if isinstance(row.get(k), str)), None)
                     yield (path or f"line {i + 1}"), (base / path if path else None), \
                         (_caption_of(caption, ".txt") if caption else None)
@@ -178,6 +188,17 @@ class CaptionedImages(torch.utils.data.IterableDataset):
                     yield f"{shard}:{key}", image, caption
         except (tarfile.TarError, OSError, EOFError) as err:
             self._skip("corrupt or unreadable shard", f"{shard} ({type(err).__name__}: {err})")
+
+    def record_count(self) -> int | None:
+        """How many records the source lists (good or bad), for a progress bar; None for tar
+        shards, which would have to be read through to count."""
+        if self.kind == "folder":
+            return sum(1 for p in Path(self.sources[0]).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if self.kind == "index":
+            with open(self.sources[0], encoding="utf-8") as f:
+                lines = sum(1 for line in f if line.strip())
+            return lines - 1 if self.sources[0].endswith(".csv") else lines
+        return None
 
     # ------------------------------------------------------------------ iteration
     def _part(self) -> tuple[int, int]:
@@ -211,6 +232,9 @@ class CaptionedImages(torch.utils.data.IterableDataset):
         for key, source, caption in self.records():
             if self.limit is not None and n >= self.limit:
                 return
+            if key in self.skip_keys:
+                n += 1
+                continue
             if caption is None:
                 self._skip("missing or empty caption", key)
                 continue

@@ -11,7 +11,11 @@ Each shard (`shard-00000.safetensors`, `shard_size` examples) holds z_i [n, D] a
 (float32), the caption's per-token encodings [n, L, W] (float16) and their mask [n, L], and,
 with `images=r`, the images themselves at r x r (uint8) for training a decoder. A shard is
 written atomically, then `manifest.json` records it, so an interrupted build keeps every
-finished shard and resumes after the last one.
+finished shard and resumes after the last one (skipping the examples whose keys the finished
+shards hold, without decoding them again).
+
+Training reads a batch's rows straight from the shards' memory maps: nothing is loaded whole,
+so a cache may be larger than memory (token encodings dominate: L x W x 2 bytes an example).
 """
 from __future__ import annotations
 
@@ -21,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from tqdm.auto import tqdm
 
-from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoints import CheckpointError, read_metadata, save_checkpoint
 from .images import resize
 
 MANIFEST = "manifest.json"
@@ -51,8 +56,9 @@ def build_embedding_cache(dataset, clip, out_dir: str | Path, shard_size: int = 
                           images: int | None = None, progress: bool = True, total: int | None = None) -> dict:
     """Encode every (key, image, caption) of `dataset` with `clip` into shards under out_dir.
 
-    Resumes a partial cache: the examples already in finished shards are skipped (the
-    dataset must yield them in the same order, as CaptionedImages does). images=r also
+    Resumes a partial cache: the examples already in finished shards are skipped. A
+    CaptionedImages passes over their keys without decoding the images; any other iterable
+    must yield them first, in the same order (checked key by key). images=r also
     stores each image at r x r for decoder training. Returns the manifest."""
     if shard_size < 1 or batch_size < 1:
         raise ValueError(f"shard_size and batch_size must be positive, got {shard_size} and {batch_size}")
@@ -68,6 +74,9 @@ def build_embedding_cache(dataset, clip, out_dir: str | Path, shard_size: int = 
     if manifest.get("complete"):
         return manifest
     done = manifest["count"]
+    done_keys = [k for s in manifest["shards"] for k in read_metadata(out_dir / s["file"])["extra"]["keys"]]
+    if hasattr(dataset, "skip_keys"):             # CaptionedImages passes over them before decoding
+        dataset.skip_keys = set(done_keys)
     bar = tqdm(total=total, initial=done, desc="embedding cache", unit="img", disable=not progress)
     pending: list[dict] = []            # encoded batches of the shard being filled
     batch: tuple[list, list, list] = ([], [], [])
@@ -98,8 +107,11 @@ def build_embedding_cache(dataset, clip, out_dir: str | Path, shard_size: int = 
         pending, filled = [], 0
 
     for key, image, caption in dataset:
-        seen += 1
-        if seen <= done:                          # already in a finished shard
+        if not hasattr(dataset, "skip_keys") and seen < done:   # a plain iterable: skip by position
+            if key != done_keys[seen]:
+                raise CheckpointError(f"{out_dir} was built from other data: example {seen} is {key!r} here but "
+                                      f"{done_keys[seen]!r} in the cache; use another folder")
+            seen += 1
             continue
         for part, value in zip(batch, (key, image, caption)):
             part.append(value)
@@ -117,7 +129,8 @@ def build_embedding_cache(dataset, clip, out_dir: str | Path, shard_size: int = 
 
 
 class EmbeddingCache:
-    """A finished (or partial) embedding cache, loaded into memory for sampling batches."""
+    """A finished (or partial) embedding cache. Rows are read from the shard files on demand
+    (safetensors slices), so it costs memory only for the batches taken from it."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -128,11 +141,18 @@ class EmbeddingCache:
         self.manifest = json.loads(manifest.read_text())
         if not self.manifest["shards"]:
             raise ValueError(f"the embedding cache at {self.path} holds no examples yet")
-        parts = [load_checkpoint(self.path / s["file"], KIND)[0] for s in self.manifest["shards"]]
-        self.tensors = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        self._files = [self.path / s["file"] for s in self.manifest["shards"]]
+        for f in self._files:
+            if read_metadata(f)["kind"] != KIND:
+                raise CheckpointError(f"{f} is not a shard of an embedding cache")
+        self._starts = np.cumsum([0] + [s["count"] for s in self.manifest["shards"]])
+        with safe_open(str(self._files[0]), framework="pt") as first:
+            self.names = tuple(sorted(first.keys()))
+            self._shapes = {k: tuple(first.get_slice(k).get_shape()[1:]) for k in self.names}
+            self._dtypes = {k: first.get_slice(k)[:1].dtype for k in self.names}
 
     def __len__(self) -> int:
-        return int(self.tensors["z_i"].shape[0])
+        return int(self._starts[-1])
 
     @property
     def clip_name(self) -> str:
@@ -140,11 +160,42 @@ class EmbeddingCache:
 
     @property
     def dim(self) -> int:
-        return int(self.tensors["z_i"].shape[1])
+        return int(self._shapes["z_i"][0])
 
     @property
     def text_shape(self) -> tuple[int, int]:
-        return tuple(self.tensors["text"].shape[1:])
+        return self._shapes["text"]
+
+    def gather(self, name: str, index) -> torch.Tensor:
+        """Rows `index` [B] (ints in [0, len)) of one stored tensor: [B, ...] as stored."""
+        if name not in self.names:
+            raise KeyError(f"the cache at {self.path} stores {self.names}, not {name!r}")
+        index = np.asarray(index, dtype=np.int64).reshape(-1)
+        if index.size and (index.min() < 0 or index.max() >= len(self)):
+            raise IndexError(f"rows must lie in [0, {len(self)}), got {index.min()}..{index.max()}")
+        shards = np.searchsorted(self._starts, index, side="right") - 1
+        out = torch.empty((len(index), *self._shapes[name]), dtype=self._dtypes[name])
+        for s in np.unique(shards):                       # one shard file open at a time
+            at = np.nonzero(shards == s)[0]
+            with safe_open(str(self._files[s]), framework="pt") as f:
+                rows = f.get_slice(name)
+                for j in at:
+                    r = int(index[j] - self._starts[s])
+                    out[j] = rows[r:r + 1][0]
+        return out
+
+    def column(self, name: str, limit: int | None = None) -> torch.Tensor:
+        """The first `limit` (default: all) rows of one stored tensor, read into memory."""
+        n = len(self) if limit is None else min(int(limit), len(self))
+        parts, left = [], n
+        for file, s in zip(self._files, self.manifest["shards"]):
+            if left <= 0:
+                break
+            take = min(left, s["count"])
+            with safe_open(str(file), framework="pt") as f:
+                parts.append(f.get_slice(name)[:take])
+            left -= take
+        return torch.cat(parts) if parts else torch.empty((0, *self._shapes[name]), dtype=self._dtypes[name])
 
     def indices(self, step: int, batch_size: int, seed: int) -> torch.Tensor:
         """The examples of training step `step`: a pure function of (seed, step)."""
@@ -154,13 +205,13 @@ class EmbeddingCache:
     def prior_batch(self, step: int, batch_size: int, seed: int = 0):
         """(z_i [B, D], text [B, L, W], mask [B, L], z_t [B, D]) as PriorBatch gives them."""
         i = self.indices(step, batch_size, seed)
-        t = self.tensors
-        return t["z_i"][i], t["text"][i].float(), t["mask"][i].bool(), t["z_t"][i]
+        return (self.gather("z_i", i), self.gather("text", i).float(), self.gather("mask", i).bool(),
+                self.gather("z_t", i))
 
     def decoder_batch(self, step: int, batch_size: int, seed: int = 0):
         """(images [B, 3, r, r] in [0, 1], z_i [B, D], text [B, L, W], mask [B, L]) as DecoderBatch."""
-        if "images" not in self.tensors:
+        if "images" not in self.names:
             raise ValueError(f"the cache at {self.path} holds no images; rebuild it with images=<resolution>")
         i = self.indices(step, batch_size, seed)
-        t = self.tensors
-        return t["images"][i].float() / 255, t["z_i"][i], t["text"][i].float(), t["mask"][i].bool()
+        return (self.gather("images", i).float() / 255, self.gather("z_i", i), self.gather("text", i).float(),
+                self.gather("mask", i).bool())

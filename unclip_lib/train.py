@@ -413,9 +413,9 @@ def decoder_validation(decoder, clip, evaluator, n: int = 100, steps: int = 20, 
     from .world import ShapesWorld
 
     batch = ShapesWorld(seed=seed).sample(n, objects=1, resolution=clip.image_size)
-    z_i = clip.encode_image(batch.images)
+    z_i = clip.encode_image(batch.images).to(next(decoder.parameters()).device)
     decoded = decoder.sample(z_i, steps=steps, guidance_clip=guidance,
-                             generator=torch.Generator().manual_seed(seed))
+                             generator=torch.Generator().manual_seed(seed)).cpu()
     truth = evaluator.predict(batch.images, objects=1)
     acc = attribute_accuracy(evaluator.predict(decoded, objects=1), truth)
     return {k: round(v, 3) for k, v in acc.items()}
@@ -537,8 +537,9 @@ def upsampler_validation(upsampler, low: int, high: int, degradation: str, n: in
     psnr = lambda a: float(10 * torch.log10(1 / ((a - batch.images) ** 2).mean()))  # noqa: E731
     inputs = {"": blur_degrade(lows, g)} if degradation == "blur" else {"": lows, "_bsr": bsr_degrade(lows, g)}
     out = {}
+    device = next(upsampler.parameters()).device
     for suffix, x in inputs.items():
-        up = upsampler.sample(x, steps=steps, generator=g)
+        up = upsampler.sample(x.to(device), steps=steps, generator=g).cpu()
         bicubic = upsampler.condition(x, high).add(1).div(2)
         out[f"psnr{suffix}"] = round(psnr(up), 2)
         out[f"bicubic_psnr{suffix}"] = round(psnr(bicubic), 2)
@@ -630,8 +631,8 @@ def fit_prior_quantizer(clip, buckets: int, n: int = 20_000, seed: int = 50_000,
 
 def prior_validation(prior, clip, n: int = 200, seed: int = 60_000) -> dict:
     """Mean cosine of sampled z_i with the true image's z_i, and the baseline of z_t itself."""
-    make = PriorBatch(seed, n, clip)
-    z_i, text, mask, z_t = make(0)
+    device = next(prior.parameters()).device
+    z_i, text, mask, z_t = (t.to(device) for t in PriorBatch(seed, n, clip)(0))
     sampled = prior.sample(text, mask, z_t, generator=torch.Generator().manual_seed(seed))
     return {"cos_sample": round(float((sampled * z_i).sum(-1).mean()), 4),
             "cos_z_t": round(float((z_t * z_i).sum(-1).mean()), 4)}
@@ -675,7 +676,7 @@ def train_prior(kind: str = "diffusion", run_dir: str | Path | None = None, pres
     if kind == "diffusion":
         prior = DiffusionPrior(config)
     elif cache is not None:
-        z_i, z_t = data.tensors["z_i"][:20_000], data.tensors["z_t"][:20_000]
+        z_i, z_t = data.column("z_i", 20_000), data.column("z_t", 20_000)
         prior = AutoregressivePrior(config, PCAQuantizer.fit(z_i, z_t, config.buckets, keep_variance=0.99))
     else:
         prior = AutoregressivePrior(config, fit_prior_quantizer(clip, config.buckets))
