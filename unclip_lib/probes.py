@@ -86,26 +86,32 @@ class AttackScenes:
     attacked: torch.Tensor     # [N, 3, R, R] the same scenes with the word written on them
     attributes: list[dict]     # the scenes' true attributes (no word)
     words: list[str]           # the word written on each: a wrong shape (or colour)
-    kind: str                  # "shape" or "color": what the word names
+    kind: str                  # "shape" or "color": the attribute the attack targets
+    control: bool = False      # True: the words name a wrong value of the *other* attribute, so
+                               # they cover the object as much but point at no label of `kind`
 
 
 def typographic_scenes(n: int, seed: int, kind: str = "shape", word_size: float = 0.17,
-                       word_contrast: float = 1.0, resolution: int = 64) -> AttackScenes:
+                       word_contrast: float = 1.0, resolution: int = 64, control: bool = False) -> AttackScenes:
     """n fresh one-object scenes, each with a word naming a random wrong shape (kind="shape")
-    or colour (kind="color"). word_size is the text height over the image side; word_contrast
-    runs from 0 (invisible: the background's colour) to 1 (near-black ink)."""
+    or colour (kind="color"). word_size is the text height over the image side (long words
+    are cut at the border from about 0.25 at 64 px); word_contrast runs from 0 (invisible: the
+    background's colour) to 1 (near-black ink). control=True writes a wrong value of the other
+    attribute instead (a colour word on a shape attack): the same occlusion, no misleading label."""
     from .experiments import edit_targets, source_scenes
 
     if not 0.0 <= word_contrast <= 1.0:
         raise ValueError(f"word_contrast must lie in [0, 1], got {word_contrast}")
     if not 0.05 <= word_size <= 0.5:
         raise ValueError(f"word_size must lie in [0.05, 0.5] of the image side, got {word_size}")
+    if kind not in ("shape", "color"):
+        raise ValueError(f"kind must be 'shape' or 'color', got {kind!r}")
     batch = source_scenes(n, seed, resolution)
-    words = edit_targets(batch.attributes, kind, seed + 1)
+    words = edit_targets(batch.attributes, ("color" if kind == "shape" else "shape") if control else kind, seed + 1)
     attacked = [{**a, "word": w, "word_size": word_size, "word_contrast": word_contrast}
                 for a, w in zip(batch.attributes, words)]
     images = ShapesWorld(seed=seed).render(attacked, resolution, details=batch.details)
-    return AttackScenes(batch.images, images, batch.attributes, words, kind)
+    return AttackScenes(batch.images, images, batch.attributes, words, kind, control)
 
 
 def label_prompts(attrs: dict, kind: str) -> list[str]:
@@ -129,20 +135,28 @@ def attack_scores(clip, scenes: AttackScenes) -> dict[str, float]:
     """Zero-shot CLIP on the clean and the attacked images: accuracy on each, mean
     probability of the true label and of the word's label on each, and the attack
     success rate: the share of images read correctly when clean whose top label becomes
-    the word once it is written."""
+    the word once it is written. "success_by_chance" is what that share would be if the
+    errors the word causes fell evenly on the wrong labels (covering the object, not
+    reading the word): (1 - attacked accuracy on those images) / (labels - 1). For a
+    control (words naming the other attribute) the word-label figures are NaN."""
     values = list(SHAPES if scenes.kind == "shape" else COLORS)
     prompts = [label_prompts(a, scenes.kind) for a in scenes.attributes]
     true = torch.tensor([values.index(a[scenes.kind]) for a in scenes.attributes])
-    word = torch.tensor([values.index(w) for w in scenes.words])
     rows = torch.arange(len(true))
     p_clean, p_att = label_probs(clip, scenes.clean, prompts), label_probs(clip, scenes.attacked, prompts)
     right = p_clean.argmax(-1) == true
-    flipped = p_att.argmax(-1) == word
-    return {"clean_accuracy": float(right.float().mean()),
-            "attacked_accuracy": float((p_att.argmax(-1) == true).float().mean()),
-            "p_true_clean": float(p_clean[rows, true].mean()), "p_true_attacked": float(p_att[rows, true].mean()),
-            "p_word_clean": float(p_clean[rows, word].mean()), "p_word_attacked": float(p_att[rows, word].mean()),
-            "success": float(flipped[right].float().mean()) if right.any() else float("nan")}
+    kept = p_att.argmax(-1) == true
+    nan = float("nan")
+    out = {"clean_accuracy": float(right.float().mean()), "attacked_accuracy": float(kept.float().mean()),
+           "p_true_clean": float(p_clean[rows, true].mean()), "p_true_attacked": float(p_att[rows, true].mean()),
+           "p_word_clean": nan, "p_word_attacked": nan, "success": nan,
+           "success_by_chance": float((~kept[right]).float().mean()) / (len(values) - 1) if right.any() else nan}
+    if not scenes.control:
+        word = torch.tensor([values.index(w) for w in scenes.words])
+        flipped = p_att.argmax(-1) == word
+        out.update(p_word_clean=float(p_clean[rows, word].mean()), p_word_attacked=float(p_att[rows, word].mean()),
+                   success=float(flipped[right].float().mean()) if right.any() else nan)
+    return out
 
 
 def attack_decodings(pipe, evaluator, scenes: AttackScenes, samples: int = 2, seed: int = 0) -> dict[str, float]:
