@@ -483,7 +483,7 @@ def evaluation_section(seed: int, n: int) -> list[str]:
 def limitations_section(seed: int, n: int) -> list[str]:
     """The paper's limitations: attribute binding, spelling, detail at the base resolution."""
     from unclip_lib.fidelity import CONDITIONING_NAMES
-    from unclip_lib.limitations import base_resolution_detail, binding_scores, spelling_scores
+    from unclip_lib.limitations import BINDING_OUTCOMES, base_resolution_detail, binding_scores, spelling_scores
     from unclip_lib.pipeline import load_unclip
 
     pipe = load_unclip("shapes")
@@ -492,15 +492,16 @@ def limitations_section(seed: int, n: int) -> list[str]:
     conds = ("diffusion", "autoregressive", "caption", "image")
     b = binding_scores(pipe, ev, n=m, conditionings=conds, seed=seed + 1)
     out = [f"Attribute binding: {m} fresh two-object captions (\"two shapes: a red circle and a blue square\", "
-            "two different shapes and colours), one 128 px sample each, read by the evaluator: correct, colours "
-            "swapped between the objects, mixed (only stated attributes, one used twice), wrong (an unstated "
-            "shape or colour):", "",
-            "| decoder conditioned on | correct | swapped | mixed | wrong | both shapes right | both colours right |",
-            "|---|---|---|---|---|---|---|"]
+            "two different shapes and colours), one 128 px sample each, read by the evaluator (which also counts "
+            "the objects): correct; misbound, using only the caption's shapes and colours but binding them wrongly "
+            "(colours swapped between the objects, one colour leaked to both, or one shape drawn twice); wrong "
+            "count (not two objects); wrong (an unstated shape or colour):", "",
+            "| decoder conditioned on | correct | swapped | colour leaked | shape doubled | wrong count | wrong "
+            "| both shapes right | both colours right |", "|---|---|---|---|---|---|---|---|---|"]
     for cond in conds:
         r = b[cond]
-        out.append(f"| {CONDITIONING_NAMES[cond]} | " + " | ".join(f"{r[o]:.1%}" for o in
-                                                                    ("correct", "swapped", "mixed", "wrong", "shapes", "colors")) + " |")
+        out.append(f"| {CONDITIONING_NAMES[cond]} | " + " | ".join(f"{r[o]:.1%}" for o in (*BINDING_OUTCOMES, "shapes",
+                                                                                          "colors")) + " |")
     c = b["clip"]
     out.append(f"\nCLIP itself on the true renders of these scenes: its own caption scores above the caption with "
                f"the colours swapped for {c['accuracy']:.1%} of images (chance 50%), by a mean cosine margin of "

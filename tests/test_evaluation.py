@@ -3,10 +3,13 @@ the base resolution), on small fresh samples; BENCHMARKS.md has the large-sample
 import math
 
 import pytest
+import torch
 
-from unclip_lib.fidelity import conditioning_scores, entropy_bound, grid_scores, guidance_sweep, keeps_diversity
-from unclip_lib.limitations import (base_resolution_detail, binding_caption, binding_outcome, binding_scenes,
-                                    clip_binding_accuracy, spelling_prompts, spelling_scores)
+from unclip_lib.fidelity import (conditioning_scores, entropy_bound, grid_scores, guidance_sweep, keeps_diversity,
+                                 sample_grid)
+from unclip_lib.limitations import (BINDING_OUTCOMES, base_resolution_detail, binding_caption, binding_outcome,
+                                    binding_scenes, binding_scores, clip_binding_accuracy, spelling_prompts,
+                                    spelling_scores)
 from unclip_lib.pipeline import load_unclip
 
 
@@ -25,9 +28,12 @@ def test_binding_outcomes_are_classified_exactly():
     assert binding_caption(truth, swap=True) == "two shapes: a blue circle and a red square"
     assert binding_outcome(_two(("square", "blue"), ("circle", "red")), truth) == "correct"   # order is free
     assert binding_outcome(_two(("circle", "blue"), ("square", "red")), truth) == "swapped"
-    assert binding_outcome(_two(("circle", "red"), ("square", "red")), truth) == "mixed"
+    assert binding_outcome(_two(("circle", "red"), ("square", "red")), truth) == "colour leaked"
+    assert binding_outcome(_two(("circle", "red"), ("circle", "blue")), truth) == "shape doubled"
+    assert binding_outcome(_two(("square", "red"), ("square", "red")), truth) == "shape doubled"
     assert binding_outcome(_two(("circle", "red"), ("star", "blue")), truth) == "wrong"
-    assert binding_outcome({"shape": "circle", "color": "red"}, truth) == "wrong"               # one object
+    assert binding_outcome(_two(("circle", "green"), ("square", "blue")), truth) == "wrong"
+    assert binding_outcome({"shape": "circle", "color": "red"}, truth) == "wrong count"         # one object
 
 
 def test_binding_scenes_differ_in_shape_and_colour():
@@ -60,16 +66,28 @@ def test_the_prior_beats_the_caption_alone_on_fidelity(pipe, evaluator):
 
 
 def test_guidance_sweep_shares_seeds_across_guidance(pipe, evaluator):
-    sweep = guidance_sweep(pipe, evaluator, guidances=(1.0, 1.0), conditionings=("diffusion",), n_captions=3,
-                           samples=2, seed=9)
-    (row,) = sweep["diffusion"].values()          # the same guidance twice: one key
-    assert keeps_diversity({1.0: row, 2.0: row}) == pytest.approx(1.0)
+    captions = ["a red star", "a blue circle"]
+    low, high = (pipe.generate(captions, seed=9, decoder_guidance=g, upsample=False, return_intermediates=True)
+                 for g in (1.0, 5.0))
+    assert torch.equal(low.z_i, high.z_i)             # the prior's draw does not depend on the decoder's guidance
+    assert not torch.equal(low.images, high.images)
+    grid = sample_grid(pipe, captions, "diffusion", 2, seed=9, guidance=1.0)
+    assert torch.equal(grid[0], low.images)           # draw 0 uses the seed itself, at any guidance
+    assert not torch.equal(grid[0], grid[1])
     with pytest.raises(ValueError, match="at least 2"):
         guidance_sweep(pipe, evaluator, samples=1)
     with pytest.raises(ValueError, match="unknown conditioning"):
         conditioning_scores(pipe, evaluator, ("glide",))
     with pytest.raises(ValueError, match="guidances"):
         guidance_sweep(pipe, evaluator, guidances=())
+
+
+def test_binding_scores_sort_every_image_once(pipe, evaluator):
+    r = binding_scores(pipe, evaluator, n=6, conditionings=("image",), seed=4)
+    row = r["image"]
+    assert sum(row[o] for o in BINDING_OUTCOMES) == pytest.approx(1.0)
+    assert row["misbound"] == pytest.approx(row["swapped"] + row["colour leaked"] + row["shape doubled"])
+    assert r["clip"]["substitution_accuracy"] >= 0.8
 
 
 def test_grid_scores_of_identical_samples_have_no_diversity(pipe, evaluator):

@@ -25,7 +25,9 @@ from .evaluate import _objects, attribute_matches
 from .images import resize
 from .world import Batch, ShapesWorld, canonical_caption
 
-BINDING_OUTCOMES = ("correct", "swapped", "mixed", "wrong")
+BINDING_OUTCOMES = ("correct", "swapped", "colour leaked", "shape doubled", "wrong count", "wrong")
+# the outcomes that use only the caption's shapes and colours, but bind them wrongly
+MISBOUND = ("swapped", "colour leaked", "shape doubled")
 
 
 def binding_scenes(n: int, seed: int, resolution: int = 64) -> Batch:
@@ -60,21 +62,21 @@ def binding_caption(attrs: dict, swap: bool = False) -> str:
 def binding_outcome(predicted: dict, truth: dict) -> str:
     """How a two-object image relates to its caption's (shape, colour) pairs:
     "correct" both pairs right; "swapped" the right shapes and colours, on the wrong
-    objects; "mixed" only stated shapes and colours, but one used twice (an attribute
-    leaked to both objects); "wrong" a shape or colour the caption does not state, or
-    another number of objects."""
+    objects; "colour leaked" both stated shapes, but one stated colour on both; "shape
+    doubled" one stated shape twice (colours stated); "wrong count" not two objects;
+    "wrong" a shape or colour the caption does not state."""
     t = [(o["shape"], o["color"]) for o in truth["objects"]]
     p = [(o["shape"], o["color"]) for o in _objects(predicted)]
     if len(p) != len(t):
-        return "wrong"                                     # an object missing (or one too many)
+        return "wrong count"                                # an object missing (or one too many)
     if sorted(p) == sorted(t):
         return "correct"
     if sorted(p) == sorted([(t[0][0], t[1][1]), (t[1][0], t[0][1])]):
         return "swapped"
     shapes, colours = {s for s, _ in t}, {c for _, c in t}
-    if all(s in shapes and c in colours for s, c in p):
-        return "mixed"
-    return "wrong"
+    if not all(s in shapes and c in colours for s, c in p):
+        return "wrong"
+    return "colour leaked" if {s for s, _ in p} == shapes else "shape doubled"
 
 
 def clip_binding_accuracy(clip, images, attributes: list[dict]) -> dict[str, float]:
@@ -109,8 +111,9 @@ def binding_scores(pipe, evaluator, n: int = 100, conditionings=("diffusion", "c
     pipe.generate, plus "image": decode the CLIP embedding of the true render itself, the
     control that separates what the prior loses from what z_i never held.
 
-    Returns {conditioning: {outcome: share, "shapes": share with both shapes right,
-    "colors": share with both colours right}, "clip": clip_binding_accuracy on the true
+    Returns {conditioning: {outcome: share (BINDING_OUTCOMES), "misbound": swapped + colour
+    leaked + shape doubled, "shapes": share with both shapes right, "colors": share with both
+    colours right}, "clip": clip_binding_accuracy on the true
     renders}. Judged at full resolution by default: two objects at the 32 px base are
     small for the evaluator."""
     scenes = binding_scenes(n, seed)
@@ -121,15 +124,13 @@ def binding_scores(pipe, evaluator, n: int = 100, conditionings=("diffusion", "c
             images = pipe.decode(pipe.clip.encode_image(scenes.images), seed=seed, upsample=upsample)
         else:
             images = pipe.generate(captions, prior=cond, seed=seed, upsample=upsample)
-        preds = evaluator.predict(images, objects=2)
+        preds = evaluator.predict(images)                    # the evaluator counts the objects too
         outcomes = [binding_outcome(p, t) for p, t in zip(preds, scenes.attributes)]
         row = {o: float(np.mean([x == o for x in outcomes])) for o in BINDING_OUTCOMES}
-        row["shapes"] = float(np.mean([sorted(o["shape"] for o in p["objects"]) ==
-                                       sorted(o["shape"] for o in t["objects"])
-                                       for p, t in zip(preds, scenes.attributes)]))
-        row["colors"] = float(np.mean([sorted(o["color"] for o in p["objects"]) ==
-                                       sorted(o["color"] for o in t["objects"])
-                                       for p, t in zip(preds, scenes.attributes)]))
+        row["misbound"] = sum(row[o] for o in MISBOUND)
+        for key in ("shape", "color"):
+            row[f"{key}s"] = float(np.mean([sorted(o[key] for o in _objects(p)) == sorted(o[key] for o in t["objects"])
+                                            for p, t in zip(preds, scenes.attributes)]))
         out[cond] = row
     return out
 
