@@ -5,6 +5,7 @@ the public API gives a clear error rather than a crash deep inside torch."""
 import hashlib
 import os
 import pickle
+import random
 import re
 import signal
 import socket
@@ -109,6 +110,8 @@ def test_a_killed_training_run_resumes_without_losing_work(tmp_path):
     deadline = time.time() + 300
     while _step(tmp_path / "killed") < 9 and run.poll() is None and time.time() < deadline:
         time.sleep(0.02)
+    # then at a random moment (mid-step, mid-render or mid-save: each run of the test tries another)
+    time.sleep(random.uniform(0.0, 0.6))
     assert run.poll() is None, "the run ended before it could be killed; raise `steps`"
     os.killpg(run.pid, signal.SIGKILL)
     run.wait(timeout=60)
@@ -211,6 +214,12 @@ BAD = [  # (name, call(clip, evaluator, pipe), error, message pattern)
     ("eta above 1", lambda c, e, p: p.decode(torch.nn.functional.normalize(torch.ones(1, 128), dim=-1), eta=2.0),
      ValueError, "eta"),
     ("NaN image to invert", lambda c, e, p: p.invert(NAN), ValueError, "NaN"),
+    ("empty batch to invert", lambda c, e, p: p.invert(torch.zeros(0, 3, 64, 64)), ValueError, "empty"),
+    ("empty batch to the evaluator", lambda c, e, p: e.predict(torch.zeros(0, 3, 64, 64)), ValueError, "empty"),
+    ("NaN z_i", lambda c, e, p: p.decode(torch.full((1, 128), float("nan"))), ValueError, "NaN"),
+    ("NaN image to variations", lambda c, e, p: p.variations(NAN[:1], n=2), ValueError, "NaN"),
+    ("NaN image to interpolate", lambda c, e, p: p.interpolate(NAN[:1], X[1:]), ValueError, "NaN"),
+    ("empty caption to a text diff", lambda c, e, p: p.text_diff(X[:1], "", "a blue circle"), ValueError, "empty"),
     ("empty batch to upsample", lambda c, e, p: p.upsample(torch.zeros(0, 3, 32, 32)), ValueError, "empty"),
     ("slerp of NaN", lambda c, e, p: slerp(torch.ones(1, 4), torch.full((1, 4), float("nan")), 0.5), ValueError,
      "NaN"),
@@ -234,7 +243,8 @@ def test_bad_input_gives_a_clear_error(clip, evaluator, pipe, name, call, error,
 
 
 def test_unusual_but_valid_input_works(clip, evaluator, pipe):
-    """Unicode captions, other PIL modes (CMYK, 16-bit, float), half precision and tiny images
+    """Unicode captions, other PIL modes (CMYK, 16-bit, float, RGBA, palette, grey + alpha),
+    half precision and tiny images
     are accepted and converted."""
     z = clip.encode_text(["un cercle rouge 🎨 红色的圆", "a red circle"])
     assert z.shape == (2, 128) and torch.isfinite(z).all()
@@ -244,6 +254,7 @@ def test_unusual_but_valid_input_works(clip, evaluator, pipe):
     ramp = (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)   # 16-bit: 0 .. 65520
     sixteen = clip.encode_image(Image.fromarray(ramp))
     assert torch.allclose(sixteen, clip.encode_image(torch.from_numpy(ramp / 65535.0).float()[None, None]), atol=1e-5)
-    for image in (Image.new("CMYK", (64, 64)), Image.new("F", (64, 64), 0.5), X.half(), torch.rand(1, 3, 1, 1)):
+    for image in (Image.new("CMYK", (64, 64)), Image.new("F", (64, 64), 0.5), Image.new("RGBA", (64, 64)),
+                  Image.new("P", (64, 64)), Image.new("LA", (64, 64)), X.half(), torch.rand(1, 3, 1, 1)):
         assert clip.encode_image(image).shape[-1] == 128
     assert len(evaluator.predict((X * 255).round().to(torch.uint8))) == 2
