@@ -244,8 +244,7 @@ def test_bad_input_gives_a_clear_error(clip, evaluator, pipe, name, call, error,
 
 def test_unusual_but_valid_input_works(clip, evaluator, pipe):
     """Unicode captions, other PIL modes (CMYK, 16-bit, float, RGBA, palette, grey + alpha),
-    half precision and tiny images
-    are accepted and converted."""
+    half precision and tiny images are accepted and converted."""
     z = clip.encode_text(["un cercle rouge 🎨 红色的圆", "a red circle"])
     assert z.shape == (2, 128) and torch.isfinite(z).all()
     assert pipe.generate(["a red circle, très rouge ✓"], upsample=False).shape == (1, 3, 32, 32)
