@@ -451,7 +451,7 @@ def world_section(seed: int, n: int) -> list[str]:
                 f"{acc[k]:.1%}" for k in KEYS + ("background", "word")) + " |")
     emeta = read_metadata(shipped_path("evaluator/shapes"))["extra"]
     out.append(f"\nEvaluator training: {emeta['train']['steps']} steps of batch "
-               f"{emeta['train']['batch_size']}, {train_seconds(emeta) / 60:.0f} CPU-minutes.")
+               f"{emeta['train']['batch_size']}, {train_seconds(emeta) / 60:.0f} minutes wall clock.")
     return out
 
 
