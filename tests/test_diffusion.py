@@ -128,3 +128,75 @@ def test_v_prediction_recovers_x0_and_eps(schedule):
     assert torch.allclose(x0_hat, x0, atol=1e-4) and torch.allclose(eps_hat, noise, atol=1e-4)
     # the loss is zero for the exact v and grows for a biased one
     assert d.training_loss(lambda x, tt: d.v_target(x0, tt, noise), x0, t=t, noise=noise) < 1e-10
+
+
+# ----------------------------------------------------------------------------- DPM-Solver++(2M)
+
+def gaussian_ode_solution(d, x_T, t_start):
+    """The probability-flow ODE's exact end point for Gaussian data: x_t stays
+    sqrt(a) mu + sqrt(a s^2 + 1 - a) z along the path, so x_0 = mu + s z."""
+    a = d.alphas_cumprod[t_start]
+    z = (x_T - math.sqrt(a) * MU) / math.sqrt(a * S ** 2 + 1 - a)
+    return MU + S * z
+
+
+def test_dpm_solver_converges_at_second_order_on_the_exact_gaussian_ode():
+    d = GaussianDiffusion("linear", 1000, prediction="eps")
+    x_T = torch.randn(256, 4, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    exact = gaussian_ode_solution(d, x_T, 999)
+    model = lambda x, t: gaussian_eps(d)(x, t).to(x.dtype)  # noqa: E731
+    err = lambda x: (x - exact).abs().mean().item()  # noqa: E731
+    ddim = {n: err(d.ddim_sample(model, x_T=x_T, steps=n)) for n in (10, 20, 50)}
+    dpm = {n: err(d.dpm_solver_sample(model, x_T=x_T, steps=n)) for n in (10, 20, 40, 50)}
+    assert all(dpm[n] < ddim[n] for n in (10, 20, 50)), (dpm, ddim)
+    # doubling the steps quarters the error (second order); DDIM's only halves
+    assert dpm[20] / dpm[40] > 3.0 and ddim[10] / ddim[20] < 2.2, (dpm, ddim)
+    # 20 DPM-Solver++ steps are closer than 50 DDIM steps
+    assert dpm[20] < ddim[50], (dpm, ddim)
+
+
+def test_dpm_solver_first_step_is_ddim_and_sampler_choice():
+    d = GaussianDiffusion("linear", 1000, prediction="eps")
+    x_T = torch.randn(8, 4, generator=torch.Generator().manual_seed(6))
+    model = gaussian_eps(d)
+    # up to three steps every update is first order: exactly DDIM
+    for steps in (1, 2, 3):
+        assert torch.allclose(d.dpm_solver_sample(model, x_T=x_T, steps=steps),
+                              d.ddim_sample(model, x_T=x_T, steps=steps), atol=1e-6)
+    assert not torch.allclose(d.dpm_solver_sample(model, x_T=x_T, steps=4), d.ddim_sample(model, x_T=x_T, steps=4),
+                              atol=1e-3)
+    assert torch.equal(d.sample(model, x_T=x_T, steps=7, sampler="dpm++"), d.dpm_solver_sample(model, x_T=x_T, steps=7))
+    assert torch.equal(d.sample(model, x_T=x_T, steps=7, sampler="ddim"), d.ddim_sample(model, x_T=x_T, steps=7))
+    with pytest.raises(ValueError, match="deterministic; use sampler='ddim'"):
+        d.sample(model, x_T=x_T, sampler="dpm++", eta=1.0)
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        d.sample(model, x_T=x_T, sampler="euler")
+
+
+@pytest.mark.parametrize("prediction,steps", [("v", 8), ("x0", 12), ("eps", 25)])
+def test_dpm_solver_matches_diffusers_scheduler(prediction, steps):
+    diffusers = pytest.importorskip("diffusers", reason="diffusers is the reference (pip install diffusers)")
+    d = GaussianDiffusion("linear", 1000, prediction=prediction)
+    scheduler = diffusers.DPMSolverMultistepScheduler(
+        num_train_timesteps=1000, trained_betas=d.betas.tolist(), solver_order=2,
+        prediction_type={"v": "v_prediction", "x0": "sample", "eps": "epsilon"}[prediction],
+        algorithm_type="dpmsolver++", final_sigmas_type="sigma_min", euler_at_final=True)
+    ts = ddim_timesteps(1000, steps)[::-1]
+    assert ts[-1] == 0
+    # diffusers steps over all our timesteps but t = 0, then first order to sigma(t = 0)
+    scheduler.set_timesteps(timesteps=ts[:-1])
+    assert scheduler.timesteps.tolist() == ts[:-1]
+
+    # any smooth model will do for a reference check: a fixed nonlinear function of (x, t)
+    w = torch.randn(4, 4, generator=torch.Generator().manual_seed(7), dtype=torch.float64) * 0.3
+
+    def model(x, t):
+        return torch.tanh(x @ w) * (1 + t.to(x.dtype)[:, None] / 1000) + 0.1 * x
+
+    x_T = torch.randn(16, 4, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    ours = d.dpm_solver_sample(model, x_T=x_T, steps=steps)
+    x = x_T.clone()
+    for t in scheduler.timesteps:
+        x = scheduler.step(model(x, torch.full((16,), int(t))), t, x).prev_sample
+    x = d.predict(model, x, torch.zeros(16, dtype=torch.long))[0]   # our last call: x0 at t = 0
+    assert torch.allclose(ours, x.to(ours.dtype), atol=1e-5, rtol=1e-5), (ours - x).abs().max()

@@ -51,9 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="base32")
     p.add_argument("--validate", type=int, default=100, help="images decoded at each validation (0: none)")
     p.add_argument("--cache", default=None, help="train on an embedding cache (with images) instead of the world")
+    p.add_argument("--init", default=None, help="warm-start from a trained decoder (.safetensors) this preset extends")
     p = tsub.add_parser("upsampler", help="a diffusion upsampler stage")
     _train_args(p, steps=2000, batch=32, lr=1e-3)
     p.add_argument("--stage", choices=["up64", "up128"], required=True)
+    p.add_argument("--preset", default=None, help="UNet preset (default: the stage's; '<stage>_folded': the trunk)")
+    p.add_argument("--init", default=None, help="warm-start from a trained upsampler (.safetensors) this preset extends")
     p = tsub.add_parser("prior", help="a prior P(z_i | y) (needs the shipped CLIP)")
     _train_args(p, steps=1500, batch=128, lr=1e-3)
     p.add_argument("--kind", choices=["diffusion", "autoregressive"], required=True)
@@ -109,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
             cfg.weight_decay, cfg.ema, cfg.warmup = 0.0, 0.999, 200
             if args.component == "decoder":
                 train_decoder(run_dir, args.preset, cfg, export=args.export, validate=args.validate,
-                              cache=args.cache)
+                              cache=args.cache, init=args.init)
             else:
-                train_upsampler(args.stage, run_dir, cfg, export=args.export)
+                train_upsampler(args.stage, run_dir, cfg, export=args.export, init=args.init, preset=args.preset)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()   # a torchrun job: leave the group cleanly
         return 0

@@ -41,29 +41,42 @@ class UNetConfig:
     clip_tokens: int = 4         # z_i -> this many extra context tokens
     low_res_channels: int = 0    # upsamplers: channels of the conditioning image
     pixel_shuffle: int = 1       # >1: run the UNet at resolution / f on space-to-depth pixels
+    # >0 (with pixel_shuffle > 1): a full-resolution output stage of this width that reads
+    # x_t and the folded trunk's prediction on the image's own pixel grid and corrects it
+    full_res_channels: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "channel_mults", tuple(self.channel_mults))
         object.__setattr__(self, "attn_resolutions", tuple(self.attn_resolutions))
 
 
-# Sized for a 2-core CPU (measured in BENCHMARKS.md). Every model works on space-to-depth
-# pixels (pixel_shuffle): the base decoder sees 32x32x3 as 16x16x12, so its convolutions run
-# at 16 and 8 px, where it can afford 64-128 channels and attention at 8x8; this made a
-# training step 2.2x faster than a plain 32 px UNet of the same size.
+# Sized for a 2-core CPU (measured in BENCHMARKS.md). The trunk of every model works on
+# space-to-depth pixels (pixel_shuffle): the base decoder's trunk sees 32x32x3 as 16x16x12, so
+# its convolutions run at 16 and 8 px, where it can afford 64-128 channels and attention at
+# 8x8 (2.2x faster per training step than a plain 32 px UNet of the same size). A trunk alone
+# predicts each 2x2 block's four pixels from separate output channels, and its samples carry
+# a period-2 grid texture on flat areas; a full-resolution output stage (full_res_channels)
+# corrects the trunk's prediction on the image's own pixel grid, at a fraction of its cost.
 DECODER_PRESETS = {
     "base32": UNetConfig(base_channels=64, channel_mults=(1, 2), num_res_blocks=2, attn_resolutions=(8,),
-                         pixel_shuffle=2),
+                         pixel_shuffle=2, full_res_channels=32),
     "micro": UNetConfig(base_channels=32, channel_mults=(1, 2), num_res_blocks=1, attn_resolutions=(8,),
-                        pixel_shuffle=2),
+                        pixel_shuffle=2, full_res_channels=16),
+    # the trunk alone: the first stage of the shipped decoder's training (README), and the
+    # texture's baseline
+    "folded32": UNetConfig(base_channels=64, channel_mults=(1, 2), num_res_blocks=2, attn_resolutions=(8,),
+                           pixel_shuffle=2),
 }
 _UP = dict(channel_mults=(1, 2), num_res_blocks=1, attn_resolutions=(), clip_dim=0, text_dim=0,
            clip_tokens=0, low_res_channels=3)
 UPSAMPLER_PRESETS = {
-    "up64": UNetConfig(resolution=64, base_channels=48, pixel_shuffle=2, **_UP),
+    "up64": UNetConfig(resolution=64, base_channels=48, pixel_shuffle=2, full_res_channels=24, **_UP),
     # 2x2 folding: at 4x4 (32 px inside) this stage learned too little of the residual to
     # beat bicubic; 32 channels at 64 px cost about the same per step (BENCHMARKS.md)
-    "up128": UNetConfig(resolution=128, base_channels=32, pixel_shuffle=2, **_UP),
+    "up128": UNetConfig(resolution=128, base_channels=32, pixel_shuffle=2, full_res_channels=16, **_UP),
+    # the trunks alone: the first training stage of each shipped upsampler, and the baseline
+    "up64_folded": UNetConfig(resolution=64, base_channels=48, pixel_shuffle=2, **_UP),
+    "up128_folded": UNetConfig(resolution=128, base_channels=32, pixel_shuffle=2, **_UP),
 }
 
 
@@ -187,6 +200,16 @@ class UNet(nn.Module):
                     res *= 2
                 self.up.append(layers)
         self.out = nn.Sequential(_norm(cur), nn.SiLU(), _zero(nn.Conv2d(cur, 3 * f2, 3, padding=1)))
+        full = c.full_res_channels if c.pixel_shuffle > 1 else 0
+        if full:
+            # The folded trunk writes each 2x2 block's four pixels from four separate output
+            # channels, and its samples carry a period-2 grid on flat areas. This stage sees
+            # x_t (and the low-res condition) and the trunk's prediction on the full pixel
+            # grid, where one set of convolution weights serves every pixel, and adds a
+            # correction. Its last layer starts at zero: a trunk trained alone is its start.
+            self.refine_in = nn.Conv2d(2 * 3 + c.low_res_channels, full, 3, padding=1)
+            self.refine = nn.ModuleList([ResBlock(full, full, emb_dim, c.dropout) for _ in range(2)])
+            self.refine_out = nn.Sequential(_norm(full), nn.SiLU(), _zero(nn.Conv2d(full, 3, 3, padding=1)))
 
     def _attention(self, ch: int) -> nn.Module:
         return AttentionBlock(ch, self.config.head_channels, self.ctx_width if self.has_context else 0)
@@ -236,9 +259,9 @@ class UNet(nn.Module):
             if low_res is None:
                 raise ValueError("this upsampler needs the low-resolution image (low_res=...)")
             x = torch.cat([x, low_res], dim=1)
-        if self.config.pixel_shuffle > 1:
-            x = F.pixel_unshuffle(x, self.config.pixel_shuffle)
-        h = self.input(x)
+        f = self.config.pixel_shuffle
+        x_full = x
+        h = self.input(F.pixel_unshuffle(x, f) if f > 1 else x)
         hs = [h]
         for layers in self.down:
             for layer in layers:
@@ -251,7 +274,15 @@ class UNet(nn.Module):
             for layer in layers:
                 h = self._run_layer(layer, h, emb, ctx, ctx_mask)
         out = self.out(h)
-        return F.pixel_shuffle(out, self.config.pixel_shuffle) if self.config.pixel_shuffle > 1 else out
+        if f == 1:
+            return out
+        out = F.pixel_shuffle(out, f)
+        if self.config.full_res_channels:
+            r = self.refine_in(torch.cat([x_full, out], dim=1))
+            for block in self.refine:
+                r = block(r, emb)
+            out = out + self.refine_out(r)
+        return out
 
     @staticmethod
     def _run_layer(layer, h, emb, ctx, ctx_mask):
@@ -363,11 +394,13 @@ class DiffusionDecoder(_DiffusionModel):
     @torch.no_grad()
     def sample(self, z_i: torch.Tensor, text=None, text_mask=None, x_T: torch.Tensor | None = None,
                steps: int = 25, eta: float = 0.0, guidance_clip: float = 3.0, guidance_text: float = 1.0,
-               generator: torch.Generator | None = None, clip_x0: bool = True, progress: bool = False):
+               generator: torch.Generator | None = None, clip_x0: bool = True, progress: bool = False,
+               sampler: str = "ddim"):
         """Images [N, 3, R, R] in [0, 1] decoded from z_i [N, clip_dim] (and optional caption
         tokens). x_T [N, 3, R, R] fixes the starting noise; otherwise it is drawn from
         `generator`. clip_x0=False keeps the sampler exactly invertible. z_i=None decodes
-        from the caption alone (guided by guidance_text), or unconditionally without one."""
+        from the caption alone (guided by guidance_text), or unconditionally without one.
+        sampler: "ddim" (any eta; the inverse of `invert`) or "dpm++" (DPM-Solver++(2M), eta 0)."""
         if z_i is None and text is None and x_T is None:
             raise ValueError("give z_i, caption tokens or x_T: nothing says how many images to draw")
         n = z_i.shape[0] if z_i is not None else (text.shape[0] if text is not None else x_T.shape[0])
@@ -377,8 +410,8 @@ class DiffusionDecoder(_DiffusionModel):
             x_T = torch.randn((n, 3, r, r), generator=generator).to(self.unet.out[-1].weight.device)
         elif x_T.shape != (n, 3, r, r):
             raise ValueError(f"x_T must have shape [{n}, 3, {r}, {r}], got {list(x_T.shape)}")
-        x = self.diffusion.ddim_sample(fn, x_T=x_T, steps=steps, eta=eta, generator=generator,
-                                       clip_x0=1.0 if clip_x0 else None, progress=progress)
+        x = self.diffusion.sample(fn, x_T=x_T, steps=steps, sampler=sampler, eta=eta, generator=generator,
+                                  clip_x0=1.0 if clip_x0 else None, progress=progress)
         return ((x + 1) / 2).clamp(0, 1)
 
     @torch.no_grad()
@@ -426,8 +459,9 @@ class DiffusionUpsampler(_DiffusionModel):
     @torch.no_grad()
     def sample(self, low_res: torch.Tensor, steps: int = 10, eta: float = 0.0,
                generator: torch.Generator | None = None, x_T: torch.Tensor | None = None,
-               progress: bool = False) -> torch.Tensor:
-        """Upsampled images [N, 3, R, R] in [0, 1] from low_res [N, 3, r, r] in [0, 1]."""
+               progress: bool = False, sampler: str = "ddim") -> torch.Tensor:
+        """Upsampled images [N, 3, R, R] in [0, 1] from low_res [N, 3, r, r] in [0, 1]
+        (sampler "ddim" or "dpm++"; they agree up to 3 steps, both being first order there)."""
         n, size = low_res.shape[0], self.resolution
         cond = self.condition(low_res, size)
         fn = lambda x, t: self.unet(x, t, low_res=cond)  # noqa: E731
@@ -435,8 +469,8 @@ class DiffusionUpsampler(_DiffusionModel):
             x_T = torch.randn((n, 3, size, size), generator=generator).to(low_res.device)
         # the residual lies in [-2, 2] (before scaling); the image in [-1, 1]
         bound = 2.0 / self.residual if self.residual else 1.0
-        x = self.diffusion.ddim_sample(fn, x_T=x_T, steps=steps, eta=eta, generator=generator,
-                                       clip_x0=bound, progress=progress)
+        x = self.diffusion.sample(fn, x_T=x_T, steps=steps, sampler=sampler, eta=eta, generator=generator,
+                                  clip_x0=bound, progress=progress)
         if self.residual:
             x = cond + self.residual * x
         return ((x + 1) / 2).clamp(0, 1)

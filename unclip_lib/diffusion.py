@@ -1,4 +1,4 @@
-"""Gaussian diffusion: schedules, training losses, DDPM and DDIM sampling, DDIM inversion.
+"""Gaussian diffusion: schedules, training losses, DDPM, DDIM and DPM-Solver++ sampling, DDIM inversion.
 
 One implementation serves the decoder, the upsamplers and the diffusion prior. A model is
 any function `model_fn(x_t, t) -> output` where t holds integer timesteps [N] in [0, T)
@@ -14,6 +14,15 @@ experiments are one argument away; every sampler has its inverse:
 
     x_T = diffusion.ddim_invert(model_fn, x_0, steps=50)             # eta = 0 only
     x_0 = diffusion.ddim_sample(model_fn, x_T=x_T, steps=50, eta=0)  # round trip
+
+DDIM (eta = 0) is the first-order solver of the probability-flow ODE written in
+lambda = log(alpha / sigma); DPM-Solver++(2M) (Lu et al. 2022) is its second-order multistep
+sibling on the same timesteps: it reuses the previous step's x0 prediction to extrapolate
+the data prediction across the step, one model call per step, and so reaches DDIM's quality
+in fewer steps:
+
+    x_0 = diffusion.dpm_solver_sample(model_fn, x_T=x_T, steps=10)
+    x_0 = diffusion.sample(model_fn, x_T=x_T, steps=10, sampler="dpm++")   # the same
 """
 from __future__ import annotations
 
@@ -27,6 +36,7 @@ from tqdm.auto import tqdm
 from .distributed import batch_randint, batch_randn
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+SAMPLERS = ("ddim", "dpm++")
 
 
 # ----------------------------------------------------------------------------- schedules
@@ -203,6 +213,59 @@ class GaussianDiffusion:
                 noise = noises[i] if noises is not None else torch.randn(x.shape, generator=generator).to(x.device)
             x = self.ddim_step(x, x0, eps, t, t_prev, eta, noise)
         return x
+
+    def dpm_solver_sample(self, model_fn: ModelFn, shape=None, x_T: torch.Tensor | None = None,
+                          steps: int = 10, generator: torch.Generator | None = None,
+                          clip_x0: float | None = None, progress: bool = False) -> torch.Tensor:
+        """DPM-Solver++(2M), deterministic, on DDIM's timesteps (`ddim_timesteps`).
+
+        With alpha = sqrt(a_bar), sigma = sqrt(1 - a_bar), lambda = log(alpha / sigma) and
+        h = lambda_next - lambda_cur, the data-prediction update is
+            x_next = (sigma_next / sigma_cur) x_cur - alpha_next (exp(-h) - 1) D,
+        where D is the x0 prediction at the current step for the first step (this is exactly
+        DDIM) and otherwise the second-order extrapolation
+            D = (1 + 1 / (2 r)) x0_cur - 1 / (2 r) x0_prev,   r = h_prev / h.
+        The update into the smallest timestep (t = 0 for steps > 1) is first order: evenly
+        spaced timesteps end with a jump in lambda several times the previous one (r ~ 0.2
+        at 10 steps), where the extrapolation overshoots; on an exactly solvable Gaussian
+        this makes 10 steps worse than DDIM's, while first order there keeps the solver's
+        second-order convergence. Then, as DDIM does, the sample is the x0 prediction at
+        that timestep. In diffusers' terms: DPMSolverMultistepScheduler(solver_order=2,
+        algorithm_type="dpmsolver++", final_sigmas_type="sigma_min", euler_at_final=True)
+        on our timesteps but the last, then one x0 prediction. One model call per step."""
+        x = _initial(x_T, shape, generator)
+        ts = ddim_timesteps(self.num_steps, steps)[::-1]
+        lam = lambda t: 0.5 * math.log(self.alpha_bar(t) / (1 - self.alpha_bar(t)))  # noqa: E731
+        x0_prev, h_prev = None, None
+        for i, t in enumerate(tqdm(ts, disable=not progress, desc="dpm-solver++")):
+            tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+            x0, _ = self.predict(model_fn, x, tt, clip_x0)
+            if i == len(ts) - 1:
+                return x0  # to sigma = 0: the data prediction itself
+            t_next = ts[i + 1]
+            a_cur, a_next = self.alpha_bar(t), self.alpha_bar(t_next)
+            h = lam(t_next) - lam(t)
+            d = x0
+            if x0_prev is not None and i < len(ts) - 2:
+                r = h_prev / h
+                d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
+            x = (math.sqrt((1 - a_next) / (1 - a_cur)) * x
+                 - math.sqrt(a_next) * math.expm1(-h) * d)
+            x0_prev, h_prev = x0, h
+        return x
+
+    def sample(self, model_fn: ModelFn, shape=None, x_T: torch.Tensor | None = None, steps: int = 10,
+               sampler: str = "dpm++", eta: float = 0.0, generator: torch.Generator | None = None,
+               clip_x0: float | None = None, progress: bool = False) -> torch.Tensor:
+        """Sample with `sampler` ("dpm++" or "ddim"). DPM-Solver++ is deterministic: eta > 0
+        (fresh noise at every step) is DDIM's, and asking for it with "dpm++" is an error."""
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+        if sampler == "dpm++":
+            if eta != 0:
+                raise ValueError(f"eta={eta}: DPM-Solver++ is deterministic; use sampler='ddim' for eta > 0")
+            return self.dpm_solver_sample(model_fn, shape, x_T, steps, generator, clip_x0, progress)
+        return self.ddim_sample(model_fn, shape, x_T, steps, eta, generator, clip_x0=clip_x0, progress=progress)
 
     def ddim_invert(self, model_fn: ModelFn, x0: torch.Tensor, steps: int = 50, eta: float = 0.0,
                     refine: int = 0, progress: bool = False) -> torch.Tensor:

@@ -10,6 +10,15 @@ answers one- and two-object scenes in the same form as `ShapesWorld`'s attribute
 
 Zero-shot CLIP accuracy (`zero_shot_accuracy`) also lives here: it ranks the canonical
 captions of all candidate combinations, so it is the CLIP-side counterpart of the ruler.
+
+Two image-set metrics that need no attribute labels:
+- `grid_texture` / `texture_ratio`: the share of an image set's spectral power at the
+  block-lattice frequencies a 2x2 folding UNet (and the cascade above it) can imprint,
+  against the share in true renders of the same scenes (1.0: no excess texture);
+- `frechet_distance` / `kernel_distance`: the Frechet distance and the kernel (KID-style)
+  distance between two image sets in the evaluator's feature space (`Evaluator.features`).
+  These are FID and KID computed with our evaluator instead of Inception, so their
+  values compare only with each other, never with published FIDs.
 """
 from __future__ import annotations
 
@@ -109,6 +118,17 @@ class Evaluator:
             chunk = resize(x[i:i + batch_size], self.net.config.input_size).to(self.device)
             outs.append({k: v.cpu() for k, v in self.net(chunk).items()})
         return {k: torch.cat([o[k] for o in outs]) for k in HEAD_SIZES}
+
+    @torch.no_grad()
+    def features(self, images, batch_size: int = 256) -> torch.Tensor:
+        """The evaluator's penultimate features [N, hidden] of images [N, 3, H, W]: the space
+        in which `frechet_distance` and `kernel_distance` compare image sets."""
+        x = as_image_batch(images)
+        feats = []
+        for i in range(0, len(x), batch_size):
+            chunk = resize(x[i:i + batch_size], self.net.config.input_size).to(self.device)
+            feats.append(self.net.trunk(self.net.features((chunk - 0.5) / 0.25)).cpu())
+        return torch.cat(feats).double()
 
     def predict(self, images, objects: int | None = None) -> list[dict]:
         """One attribute dict per image, in the world's form.
@@ -279,3 +299,87 @@ def attribute_entropy(predicted: list[list[dict]], key: str) -> float:
         q = counts / counts.sum()
         ents.append(float(-(q * np.log2(q)).sum()))
     return float(np.mean(ents))
+
+
+# ----------------------------------------------------------------------------- image-set metrics
+
+def imprint_periods(resolution: int, stage_resolutions: tuple, fold: int = 2) -> list[int]:
+    """Pixel periods at `resolution` that 2x2-style folding (`fold`) at each stage resolution
+    can imprint: a stage at r px folds with period `fold` px, which later upsampling by
+    resolution / r stretches to fold * resolution / r px. E.g. (128, (32, 64, 128)) -> [2, 4, 8]."""
+    periods = {fold * resolution // r for r in stage_resolutions if r <= resolution and resolution % r == 0}
+    return sorted(p for p in periods if 2 <= p <= resolution)
+
+
+def _lattice_mask(size: int, period: int) -> torch.Tensor:
+    """[size, size] bool: the 2-D frequencies (ky, kx), both multiples of size / period and
+    not both zero, where a pattern repeating in every period x period block puts all its power."""
+    on = torch.zeros(size, dtype=torch.bool)
+    on[::size // period] = True
+    mask = on[:, None] & on[None, :]
+    mask[0, 0] = False
+    return mask
+
+
+def grid_texture(images: torch.Tensor, periods) -> dict[int, float]:
+    """Share of the (mean-removed) spectral power of images [N, 3, H, W] at the frequencies
+    of each period's block lattice: {period: share in [0, 1]}, pooled over the set.
+    A texture that repeats in every p x p block (what a UNet on p/2-folded pixels leaves:
+    the same offsets at the same place in every block) puts its power on the lattice
+    (k H / p, l W / p); natural content spreads over all frequencies, so the renders' share
+    there is small and an excess over it is the texture."""
+    x = as_image_batch(images).double()
+    n, _, h, w = x.shape
+    if h != w:
+        raise ValueError(f"grid_texture needs square images, got {h}x{w}")
+    x = x - x.mean(dim=(-2, -1), keepdim=True)
+    power = torch.fft.fft2(x).abs().pow(2).sum(1)           # [N, H, W], channels summed
+    total = power.sum()
+    if total == 0:
+        raise ValueError("grid_texture: the images are flat (no spectral power to share)")
+    out = {}
+    for p in periods:
+        if h % p:
+            raise ValueError(f"period {p} does not divide the image size {h}")
+        out[int(p)] = float(power[:, _lattice_mask(h, p)].sum() / total)
+    return out
+
+
+def texture_ratio(generated: torch.Tensor, reference: torch.Tensor, periods) -> dict[int, float]:
+    """grid_texture of generated images over that of reference images (true renders of the
+    same scenes), per period: 1.0 means no excess texture, 50 fifty times the renders' share."""
+    g, r = grid_texture(generated, periods), grid_texture(reference, periods)
+    return {p: g[p] / r[p] for p in g}
+
+
+def frechet_distance(feats_a: torch.Tensor, feats_b: torch.Tensor) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets [N, D] and [M, D]:
+    |mu_a - mu_b|^2 + tr(C_a + C_b - 2 (C_a C_b)^(1/2)). Needs N, M >= 2."""
+    from scipy import linalg
+
+    a, b = feats_a.double().numpy(), feats_b.double().numpy()
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("frechet_distance needs at least two images in each set")
+    mu = a.mean(0) - b.mean(0)
+    ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean, _ = linalg.sqrtm(ca @ cb, disp=False)
+    covmean = covmean.real
+    return float(mu @ mu + np.trace(ca) + np.trace(cb) - 2 * np.trace(covmean))
+
+
+def kernel_distance(feats_a: torch.Tensor, feats_b: torch.Tensor) -> float:
+    """Unbiased squared MMD with KID's kernel k(x, y) = (x . y / D + 1)^3 between two feature
+    sets [N, D] and [M, D] (Binkowski et al. 2018); 0 in expectation for the same
+    distribution, unlike the Frechet distance, which is biased upwards at small N.
+    Both sets are first scaled by one factor that gives the second (reference) set a mean
+    x . x / D of 1, so the cubic kernel sees unit-scale features whatever the layer's scale."""
+    a, b = feats_a.double(), feats_b.double()
+    n, m, d = len(a), len(b), a.shape[1]
+    if n < 2 or m < 2:
+        raise ValueError("kernel_distance needs at least two images in each set")
+    scale = (b.pow(2).sum(1).mean() / d).sqrt().clamp_min(1e-12)
+    a, b = a / scale, b / scale
+    k = lambda x, y: (x @ y.T / d + 1) ** 3  # noqa: E731
+    kaa, kbb, kab = k(a, a), k(b, b), k(a, b)
+    return float((kaa.sum() - kaa.diagonal().sum()) / (n * (n - 1))
+                 + (kbb.sum() - kbb.diagonal().sum()) / (m * (m - 1)) - 2 * kab.mean())

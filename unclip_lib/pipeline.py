@@ -26,6 +26,10 @@ from .images import as_image_batch, resize
 
 @dataclass
 class SamplingDefaults:
+    # the ODE solver of every deterministic sampling from noise (prior, decoder, upsamplers):
+    # "dpm++" (DPM-Solver++(2M)) or "ddim". Inversion, decoding an inverted x_T and eta > 0
+    # always use DDIM, whose exact inverse and noise injection they need.
+    sampler: str = "dpm++"
     decoder_steps: int = 25
     decoder_guidance: float = 3.0
     upsampler_steps: tuple = (4, 2)  # PSNR falls with more steps (sharper samples); see BENCHMARKS.md
@@ -96,6 +100,14 @@ class UnCLIP:
             raise ValueError(f"{what}: {n} images in one call; the pipeline samples a whole batch at once, so "
                              f"call it in chunks of at most {self.defaults.max_batch} (pipe.defaults.max_batch)")
 
+    def _sampler(self, sampler: str | None) -> str:
+        from .diffusion import SAMPLERS
+
+        sampler = self.defaults.sampler if sampler is None else sampler
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
+        return sampler
+
     @staticmethod
     def _check_settings(seed=0, steps=None, guidance=None) -> None:
         """Clear errors for sampling settings that torch would reject obscurely (or not at all)."""
@@ -156,8 +168,10 @@ class UnCLIP:
 
     @torch.no_grad()
     def sample_z_i(self, captions, prior: str = "diffusion", seed: int = 0, guidance: float | None = None,
-                   steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(z_i [N, D], z_t [N, D]): CLIP image embeddings drawn by a prior for the captions."""
+                   steps: int | None = None, sampler: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z_i [N, D], z_t [N, D]): CLIP image embeddings drawn by a prior for the captions
+        (sampler: the diffusion prior's ODE solver, default pipe.defaults.sampler)."""
+        sampler = self._sampler(sampler)
         captions = self.check_captions(captions)
         d = self.defaults
         g = torch.Generator().manual_seed(seed)
@@ -167,7 +181,7 @@ class UnCLIP:
         guidance = d.prior_guidance if guidance is None else guidance
         if prior == "diffusion":
             z_i = model.sample(text, mask, z_t, steps=steps or d.prior_steps, guidance=guidance,
-                               candidates=d.prior_candidates, generator=g)
+                               candidates=d.prior_candidates, generator=g, sampler=sampler)
         else:
             z_i = model.sample(text, mask, z_t, guidance=guidance, generator=g)
         return z_i, z_t
@@ -177,9 +191,10 @@ class UnCLIP:
                  prior_steps: int | None = None, decoder_guidance: float | None = None,
                  decoder_steps: int | None = None, upsampler_steps: tuple | None = None,
                  x_T: torch.Tensor | None = None, upsample: bool = True, return_intermediates: bool = False,
-                 progress: bool = False):
+                 progress: bool = False, sampler: str | None = None):
         """Text to image: images [N, 3, R, R] in [0, 1] for N captions, or a Generation
-        holding z_t, z_i and the base images too if return_intermediates.
+        holding z_t, z_i and the base images too if return_intermediates. sampler: the ODE
+        solver of every stage ("dpm++" or "ddim"; default pipe.defaults.sampler).
 
         prior: "diffusion" or "autoregressive" draw z_i from that prior; "z_t" decodes the
         CLIP text embedding as if it were an image embedding, "caption" decodes from the
@@ -193,6 +208,7 @@ class UnCLIP:
             raise ValueError(f"unknown prior {prior!r}; choose one of {list(CONDITIONINGS)}")
         self._check_settings(seed, decoder_steps, decoder_guidance)
         self._check_settings(seed, prior_steps, prior_guidance)
+        sampler = self._sampler(sampler)
         captions = self.check_captions(captions)
         d = self.defaults
         guidance = d.decoder_guidance if decoder_guidance is None else decoder_guidance
@@ -209,7 +225,7 @@ class UnCLIP:
 
         text = mask = None
         if prior in ("diffusion", "autoregressive"):
-            z_i, z_t = self.sample_z_i(captions, prior, seed, prior_guidance, prior_steps)
+            z_i, z_t = self.sample_z_i(captions, prior, seed, prior_guidance, prior_steps, sampler)
         else:
             z_t = self.clip.encode_text(captions)
         if prior == "z_t":
@@ -222,13 +238,13 @@ class UnCLIP:
             x_T = self._check_x_T(x_T, len(captions))
         g = torch.Generator().manual_seed(seed + 1)
         base = self.decoder.sample(z_i, text, mask, x_T=x_T, steps=decoder_steps or d.decoder_steps,
-                                   guidance_clip=guidance, guidance_text=guidance, generator=g)
+                                   guidance_clip=guidance, guidance_text=guidance, generator=g, sampler=sampler)
         done("decoder")
         images = base
         if upsample:
             g = torch.Generator().manual_seed(seed + 2)
             for up, n in zip(self.upsamplers, upsampler_steps or d.upsampler_steps):
-                images = up.sample(resize(images, up.resolution // 2), steps=n, generator=g)
+                images = up.sample(resize(images, up.resolution // 2), steps=n, generator=g, sampler=sampler)
                 done(f"upsampler {up.resolution}")
         bar.close()
         if not return_intermediates:
@@ -239,17 +255,23 @@ class UnCLIP:
     def decode(self, z_i: torch.Tensor, x_T: torch.Tensor | None = None, eta: float = 0.0, seed: int = 0,
                upsample: bool = True, captions: list[str] | None = None, steps: int | None = None,
                guidance: float | None = None, guidance_text: float = 1.0, clip_x0: bool | None = None,
-               progress: bool = False) -> torch.Tensor:
+               progress: bool = False, sampler: str | None = None) -> torch.Tensor:
         """Images from CLIP image embeddings z_i [N, D]: base resolution if upsample=False,
         else through both upsamplers. x_T [N, 3, r, r] fixes the decoder's starting noise;
-        a given x_T is decoded with the inversion's step count (it belongs to that DDIM
-        schedule) unless `steps` says otherwise, and with the inversion's guidance.
+        a given x_T is decoded with the inversion's step count and DDIM (it belongs to that
+        schedule) unless `steps` / `sampler` say otherwise, and with the inversion's guidance.
+        Without x_T the default sampler draws (pipe.defaults.sampler); eta > 0 is DDIM's.
         clip_x0: clip each x0 prediction to [-1, 1]; by default off only for a given x_T at
         eta = 0, where clipping would break the exact inverse of pipe.invert."""
         z_i = self._check_z(z_i)
         self._check_settings(seed, steps, guidance)
         if not 0.0 <= eta <= 1.0:
             raise ValueError(f"eta must lie in [0, 1] (0: deterministic DDIM, 1: DDPM-like noise), got {eta}")
+        if sampler is None:
+            sampler = "ddim" if (x_T is not None or eta > 0) else self.defaults.sampler
+        sampler = self._sampler(sampler)
+        if sampler == "dpm++" and eta > 0:
+            raise ValueError(f"eta={eta} needs sampler='ddim' (DPM-Solver++ is deterministic)")
         d = self.defaults
         text = mask = None
         if captions is not None:
@@ -263,7 +285,7 @@ class UnCLIP:
             clip_x0 = not (x_T is not None and eta == 0.0)  # a given x_T: keep the sampler invertible
         base = self.decoder.sample(z_i, text, mask, x_T=x_T, steps=steps, eta=eta, guidance_clip=guidance,
                                    guidance_text=guidance_text, generator=torch.Generator().manual_seed(seed),
-                                   clip_x0=clip_x0, progress=progress)
+                                   clip_x0=clip_x0, progress=progress, sampler=sampler)
         return self.upsample(base, seed=seed) if upsample else base
 
     def _check_x_T(self, x_T: torch.Tensor, n: int) -> torch.Tensor:
@@ -276,14 +298,15 @@ class UnCLIP:
         return x_T.float()
 
     @torch.no_grad()
-    def upsample(self, images, seed: int = 0, steps: tuple | None = None) -> torch.Tensor:
+    def upsample(self, images, seed: int = 0, steps: tuple | None = None, sampler: str | None = None) -> torch.Tensor:
         """Run base-resolution images through the upsampler cascade."""
         x = as_image_batch(images)
         self._check_batch(x.shape[0], "images")
         self._check_settings(seed)
+        sampler = self._sampler(sampler)
         g = torch.Generator().manual_seed(seed + 1)
         for up, n in zip(self.upsamplers, steps or self.defaults.upsampler_steps):
-            x = up.sample(resize(x, up.resolution // 2), steps=n, generator=g)
+            x = up.sample(resize(x, up.resolution // 2), steps=n, generator=g, sampler=sampler)
         return x
 
     @torch.no_grad()
@@ -380,7 +403,7 @@ class UnCLIP:
         # random latents are not inversions: decode them as generate() would
         d = self.defaults
         return self.decode(z, x_T=noise.contiguous(), eta=0.0, seed=seed, upsample=upsample,
-                           steps=d.decoder_steps, guidance=d.decoder_guidance, clip_x0=True)
+                           steps=d.decoder_steps, guidance=d.decoder_guidance, clip_x0=True, sampler=d.sampler)
 
     @torch.no_grad()
     def text_diff(self, images=None, from_caption="", to_caption="", thetas=(0.0, 0.25, 0.5),

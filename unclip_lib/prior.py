@@ -200,9 +200,9 @@ class DiffusionPrior(nn.Module):
 
     @torch.no_grad()
     def sample(self, text, text_mask, z_t, steps: int = 64, guidance: float = 2.0, candidates: int = 2,
-               generator: torch.Generator | None = None, eta: float = 0.0) -> torch.Tensor:
+               generator: torch.Generator | None = None, eta: float = 0.0, sampler: str = "ddim") -> torch.Tensor:
         """z_i [N, dim], unit length: `candidates` draws per caption, keeping the one with the
-        largest z_i . z_t (the paper's best-of-2)."""
+        largest z_i . z_t (the paper's best-of-2). sampler: "ddim" or "dpm++" (eta 0)."""
         c = self.config
         _check_inputs(c, text, text_mask, z_t)
         n = z_t.shape[0]
@@ -223,7 +223,8 @@ class DiffusionPrior(nn.Module):
             return uncond + guidance * (cond - uncond)
 
         x_T = torch.randn((m, c.dim), generator=generator).to(z_t.device)
-        z = F.normalize(self.diffusion.ddim_sample(fn, x_T=x_T, steps=steps, eta=eta, generator=generator), dim=-1)
+        z = F.normalize(self.diffusion.sample(fn, x_T=x_T, steps=steps, sampler=sampler, eta=eta,
+                                              generator=generator), dim=-1)
         return best_of(z.view(n, candidates, c.dim), z_t)
 
 

@@ -203,6 +203,26 @@ def _resume(path, model, ema, opt, kind, model_config, cfg) -> int:
     return int(extra["step"]), float(extra.get("train_seconds", 0.0))
 
 
+def warm_start(module: nn.Module, path: str | Path, kind: str) -> dict:
+    """Initialise `module` from the weights of a checkpoint of `kind` (a trained stage that the
+    new model extends): every tensor in the file must exist in the module with its shape;
+    the module's tensors missing from the file (the new layers) keep their initialisation.
+    Returns {"init": path, "init_sha256": ..., "new_tensors": count} for the run's metadata."""
+    import hashlib
+
+    from .checkpoints import load_checkpoint
+
+    tensors, _, _ = load_checkpoint(path, kind)
+    own = module.state_dict()
+    foreign = [k for k in tensors if k not in own or own[k].shape != tensors[k].shape]
+    if foreign:
+        raise CheckpointError(f"{path}: cannot warm-start from it: {len(foreign)} tensors do not fit this model "
+                              f"(first: {foreign[0]}); it must be a trained stage of the same architecture")
+    module.load_state_dict(tensors, strict=False)
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return {"init": str(path), "init_sha256": digest, "new_tensors": len(set(own) - set(tensors))}
+
+
 def run_seconds(run_dir: str | Path) -> int:
     """Wall-clock seconds a run has trained so far, summed over all its resumed sessions."""
     from .checkpoints import read_metadata
@@ -423,11 +443,13 @@ def decoder_validation(decoder, clip, evaluator, n: int = 100, steps: int = 20, 
 
 def train_decoder(run_dir: str | Path = "runs/decoder", preset: str = "base32", cfg: TrainConfig | None = None,
                   export: str | Path | None = None, workers: int = 1, validate: int = 100,
-                  cache: str | Path | None = None):
+                  cache: str | Path | None = None, init: str | Path | None = None):
     """Train the CLIP-conditioned base decoder; optionally export. By default on the shapes
     world with the frozen shipped CLIP (validated by the evaluator); with `cache`, on the
     images and embeddings of an embedding cache built with images=<resolution> (any CLIP:
-    the UNet's conditioning widths and resolution follow the cache)."""
+    the UNet's conditioning widths and resolution follow the cache). `init`: warm-start from
+    a trained decoder whose tensors this preset contains (`warm_start`), e.g. the folded
+    trunk ("folded32") that the shipped "base32" extends with its full-resolution stage."""
     from dataclasses import replace
 
     from .checkpoints import export_weights
@@ -450,6 +472,7 @@ def train_decoder(run_dir: str | Path = "runs/decoder", preset: str = "base32", 
         clip_name, clip = "shapes", load_clip("shapes")
     decoder = DiffusionDecoder(UNet(config))
     model_config = {"unet": asdict(config), "clip": clip_name, "schedule": "linear", "prediction": "v"}
+    started = warm_start(decoder, init, "decoder") if init else {}
     evaluator = load_evaluator("shapes") if validate else None
 
     def loss_fn(model, batch, gen):
@@ -471,7 +494,7 @@ def train_decoder(run_dir: str | Path = "runs/decoder", preset: str = "base32", 
     final = ema if ema is not None else decoder
     if export and is_main_process():
         export_weights(final, export, "decoder", model_config,
-                       {"train": asdict(cfg), "preset": preset, "train_seconds": run_seconds(run_dir)})
+                       {"train": asdict(cfg), "preset": preset, "train_seconds": run_seconds(run_dir), **started})
     return final
 
 
@@ -547,8 +570,11 @@ def upsampler_validation(upsampler, low: int, high: int, degradation: str, n: in
 
 
 def train_upsampler(stage: str = "up64", run_dir: str | Path | None = None, cfg: TrainConfig | None = None,
-                    export: str | Path | None = None, workers: int = 1, crop: int | None = None):
-    """Train one diffusion upsampler stage ("up64": 32->64, blur; "up128": 64->128, BSR)."""
+                    export: str | Path | None = None, workers: int = 1, crop: int | None = None,
+                    init: str | Path | None = None, preset: str | None = None):
+    """Train one diffusion upsampler stage ("up64": 32->64, blur; "up128": 64->128, BSR).
+    `preset` picks the UNet (default: the stage's name in UPSAMPLER_PRESETS; "<stage>_folded"
+    is the trunk alone); `init` warm-starts from a trained stage (`warm_start`)."""
     from .checkpoints import export_weights
     from .decoder import UPSAMPLER_PRESETS, DiffusionUpsampler, UNet
 
@@ -556,12 +582,18 @@ def train_upsampler(stage: str = "up64", run_dir: str | Path | None = None, cfg:
     run_dir = run_dir or f"runs/{stage}"
     cfg = cfg or TrainConfig(steps=2000, batch_size=32, lr=1e-3, warmup=100, weight_decay=0.0, ema=0.999)
     torch.manual_seed(cfg.seed)  # the initial weights too: same seed, same run
-    config = UPSAMPLER_PRESETS[stage]
+    preset = preset or stage
+    if preset not in UPSAMPLER_PRESETS:
+        raise ValueError(f"unknown upsampler preset {preset!r}; known: {sorted(UPSAMPLER_PRESETS)}")
+    config = UPSAMPLER_PRESETS[preset]
+    if config.resolution != high:
+        raise ValueError(f"preset {preset!r} is a {config.resolution} px UNet; stage {stage} writes {high} px")
     crop = crop or high // 2
     residual = UPSAMPLER_RESIDUAL[stage]
     upsampler = DiffusionUpsampler(UNet(config), residual=residual)
     model_config = {"unet": asdict(config), "low": low, "high": high, "degradation": degradation,
                     "schedule": "linear", "prediction": "v", "residual": residual}
+    started = warm_start(upsampler, init, "upsampler") if init else {}
 
     def loss_fn(model, batch, gen):
         hi, lo = batch
@@ -581,7 +613,8 @@ def train_upsampler(stage: str = "up64", run_dir: str | Path | None = None, cfg:
     final = ema if ema is not None else upsampler
     if export and is_main_process():
         export_weights(final, export, "upsampler", model_config,
-                       {"train": asdict(cfg), "stage": stage, "train_seconds": run_seconds(run_dir)})
+                       {"train": asdict(cfg), "stage": stage, "preset": preset, "train_seconds": run_seconds(run_dir),
+                        **started})
     return final
 
 
