@@ -363,23 +363,42 @@ def speed_section(seed: int) -> list[str]:
     t = time.perf_counter()
     pipe = load_unclip("shapes")
     load_seconds = time.perf_counter() - t
+    from dataclasses import replace
+
+    from unclip_lib.evaluate import attribute_accuracy
+
     d = pipe.defaults
-    captions = [c for c in ShapesWorld(seed=seed).sample(16, objects=1).captions]
+    old = replace(d, **OLD_DEFAULTS)
+    scenes = ShapesWorld(seed=seed).sample(16, objects=1)
+    captions = scenes.captions
+    ev = load_evaluator("shapes")
     pipe.generate(captions[:2], seed=seed)                                       # warm-up
-    out = ["", f"Sampling 16 captions to 128 px on this CPU (`pipe.generate(..., return_intermediates=True)` "
-           f"times its stages; defaults: prior guidance {d.prior_guidance}, diffusion prior {d.prior_steps} steps "
-           f"best of {d.prior_candidates}; decoder {d.decoder_steps} steps at guidance {d.decoder_guidance}; "
-           f"upsamplers {d.upsampler_steps[0]} + {d.upsampler_steps[1]} steps). Loading the full stack took "
-           f"{load_seconds:.1f} s.", "",
-           "| prior | prior | decoder 32 px | upsampler 64 px | upsampler 128 px | end to end | per image |",
-           "|---|---|---|---|---|---|---|"]
-    for prior in ("diffusion", "autoregressive"):
-        g = pipe.generate(captions, prior=prior, seed=seed, return_intermediates=True)
-        sec = g.seconds
-        total = sum(sec.values())
-        out.append(f"| {prior} | " + " | ".join(f"{sec[k]:.2f} s" for k in ("prior", "decoder", "upsampler 64",
-                                                                             "upsampler 128"))
-                   + f" | {total:.2f} s | {total / len(captions):.2f} s |")
+    describe = lambda x: (f"{x.sampler}: diffusion prior {x.prior_steps} steps best of {x.prior_candidates}, "  # noqa: E731
+                          f"decoder {x.decoder_steps} steps at guidance {x.decoder_guidance}, upsamplers "
+                          f"{x.upsampler_steps[0]} + {x.upsampler_steps[1]} steps")
+    out = ["", f"Sampling 16 captions to 128 px on this CPU, the old and the new defaults side by side in this "
+           f"run, with the same shipped weights (`pipe.generate(..., return_intermediates=True)` times its "
+           f"stages). Old: {describe(old)}. New: {describe(d)}. Prior guidance {d.prior_guidance}. Attribute "
+           f"accuracy: all four attributes of the 16 scenes the captions describe, read by the evaluator at 128 px. "
+           f"Loading the full stack took {load_seconds:.1f} s.", "",
+           "| defaults | prior | prior | decoder 32 px | upsampler 64 px | upsampler 128 px | end to end | "
+           "per image | accuracy |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    ratios = {}
+    for label, defaults in (("old", old), ("new", d)):
+        pipe.defaults = defaults
+        for prior in ("diffusion", "autoregressive"):
+            g = pipe.generate(captions, prior=prior, seed=seed, return_intermediates=True)
+            sec = g.seconds
+            total = sum(sec.values())
+            ratios.setdefault(prior, []).append(total)
+            acc = attribute_accuracy(ev.predict(g.images, objects=1), scenes.attributes)["all"]
+            out.append(f"| {label} | {prior} | " + " | ".join(f"{sec[k]:.2f} s" for k in (
+                "prior", "decoder", "upsampler 64", "upsampler 128"))
+                + f" | {total:.2f} s | {total / len(captions):.2f} s | {acc:.0%} |")
+    pipe.defaults = d
+    out.append("\nNew defaults' wall time as a share of the old: " + ", ".join(
+        f"{prior} prior {new / old_:.0%}" for prior, (old_, new) in ratios.items()) + ".")
     images = ShapesWorld(seed=seed + 1).sample(8, objects=1, resolution=pipe.base_resolution).images
     z = pipe.clip.encode_image(images)
     out += ["", f"DDIM inversion of 8 fresh 32 px images ({d.inversion_steps} steps, guidance "
@@ -405,6 +424,86 @@ def speed_section(seed: int) -> list[str]:
                ("prior/diffusion", pipe.priors["diffusion"]), ("prior/autoregressive", pipe.priors["autoregressive"])]
     out += ["", "Training cost of every shipped component (wall clock of the shipped runs on the project's "
             "2-core CPU machine, read from the weights' metadata):"] + training_rows(modules)
+    return out
+
+
+OLD_DEFAULTS = dict(sampler="ddim", decoder_steps=25, prior_steps=64, upsampler_steps=(4, 2))
+
+
+def _stack_from(data: Path | None):
+    """The shipped stack, or the one whose weights lie in `data` (e.g. an older data/)."""
+    from unclip_lib.pipeline import load_unclip
+
+    if data is None:
+        return load_unclip("shapes")
+    before = os.environ.get("UNCLIP_LAB_DATA")
+    os.environ["UNCLIP_LAB_DATA"] = str(data)
+    try:
+        return load_unclip("shapes")
+    finally:
+        if before is None:
+            os.environ.pop("UNCLIP_LAB_DATA")
+        else:
+            os.environ["UNCLIP_LAB_DATA"] = before
+
+
+def _texture_rows(label: str, scores: dict) -> list[str]:
+    return [f"| {label} | {res} px | " + " | ".join(f"period {p}: {r:.2f}x" for p, r in ratios.items()) + " |"
+            for res, ratios in scores.items()]
+
+
+def sampling_section(seed: int, n: int, baseline: Path | None = None) -> list[str]:
+    """Grid texture (before / after), the solver sweep, the distances to true renders."""
+    from dataclasses import replace
+
+    from unclip_lib.sample_quality import distance_scores, solver_sweep, texture_scores
+
+    pipe, ev = _stack_from(None), load_evaluator("shapes")
+    m = min(n, 256)
+    out = [f"Grid texture: decodings of the z_i of {m} fresh scenes against the true renders of the same scenes, "
+           "as the share of spectral power on each period's block lattice (the frequencies a pattern repeating in "
+           "every p x p block occupies), divided by the renders' share (1.00x: as much as real images have). "
+           "Periods: the 2x2 fold of the base (2 px at 32 px, 8 px at 128 px), of the 64 px stage (4 px at 128 "
+           "px) and of the 128 px stage (2 px). `sample_quality.texture_scores`.", "",
+           "| weights and sampler | resolution | ratios |", "|---|---|---|"]
+    stacks = [("shipped, " + pipe.defaults.sampler, pipe)]
+    if baseline is not None:
+        stacks.insert(0, (f"before ({baseline.name}), ddim 25", _stack_from(baseline)))
+    for label, stack in stacks:
+        if label.startswith("before"):
+            stack.defaults = replace(stack.defaults, **OLD_DEFAULTS)
+        out += _texture_rows(label, texture_scores(stack, ShapesWorld(seed=seed), n=m, seed=seed))
+    k = min(n, 500)
+    settings = [("ddim", 25), ("ddim", 10), ("dpm++", 5), ("dpm++", 8), ("dpm++", 10), ("dpm++", 15),
+                ("dpm++", 25)]
+    out += ["", f"Solver sweep: text to image at 32 px for the canonical captions of {k} fresh one-object scenes "
+            f"(diffusion prior, {pipe.defaults.prior_steps} prior steps, decoder guidance "
+            f"{pipe.defaults.decoder_guidance}); accuracy of all four attributes by the evaluator, and the "
+            "Fréchet (FD) and kernel (KD, x 1000) distances in the evaluator's features to the true renders "
+            "of the same scenes. `sample_quality.solver_sweep`.", "",
+            "| sampler | decoder steps | decoder evaluations per image | all four | shape | colour | FD | KD x 1000 |"
+            " seconds |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in solver_sweep(pipe, ev, ShapesWorld(seed=seed + 1), settings, n=k, seed=seed):
+        out.append(f"| {r['sampler']} | {r['decoder_steps']} | {r['decoder_calls']} | {r['all']:.1%} | "
+                   f"{r['shape']:.1%} | {r['color']:.1%} | {r['fd']:.1f} | {1000 * r['kd']:.2f} | {r['seconds']:.1f} |")
+    prior_settings = [("ddim", pipe.defaults.decoder_steps, 64), ("dpm++", pipe.defaults.decoder_steps, 8),
+                      ("dpm++", pipe.defaults.decoder_steps, 16), ("dpm++", pipe.defaults.decoder_steps, 32)]
+    out += ["", f"The diffusion prior's steps (decoder at its default {pipe.defaults.decoder_steps} "
+            f"{pipe.defaults.sampler} steps; the prior's sampler as named):", "",
+            "| prior sampler | prior steps | all four | FD | KD x 1000 | seconds |", "|---|---|---|---|---|---|"]
+    for (sampler, _, p_steps), r in zip(prior_settings, solver_sweep(
+            pipe, ev, ShapesWorld(seed=seed + 1), prior_settings, n=k, seed=seed)):
+        out.append(f"| {sampler} | {p_steps} | {r['all']:.1%} | {r['fd']:.1f} | {1000 * r['kd']:.2f} | "
+                   f"{r['seconds']:.1f} |")
+    out += ["", f"Distances to true renders for both priors and the ablations ({k} captions, shipped defaults, "
+            "base 32 px; the control row compares two sets of true renders: the floor at this sample size). "
+            "`sample_quality.distance_scores`.", "",
+            "| decoder conditioned on | all four | shape | colour | FD | KD x 1000 |", "|---|---|---|---|---|---|"]
+    names = {"diffusion": "diffusion prior z_i", "autoregressive": "autoregressive prior z_i",
+             "z_t": "text embedding z_t", "caption": "caption only (GLIDE-like)"}
+    for cond, r in distance_scores(pipe, ev, ShapesWorld(seed=seed + 2), n=k, seed=seed).items():
+        out.append(f"| {names.get(cond, cond)} | {r['all']:.1%} | {r['shape']:.1%} | {r['color']:.1%} | "
+                   f"{r['fd']:.1f} | {1000 * r['kd']:.2f} |")
     return out
 
 
@@ -529,7 +628,8 @@ def limitations_section(seed: int, n: int) -> list[str]:
     return out
 
 
-SECTIONS = ("world", "decoder", "priors", "manipulations", "probes", "evaluation", "limitations", "speed")
+SECTIONS = ("world", "decoder", "priors", "manipulations", "probes", "evaluation", "limitations", "sampling",
+            "speed")
 
 
 def main() -> None:
@@ -547,6 +647,10 @@ def main() -> None:
     p.add_argument("--limitations", action="store_true",
                    help="also measure attribute binding, spelling and detail at the base resolution")
     p.add_argument("--speed", action="store_true", help="also measure seconds per stage, inversion, peak memory")
+    p.add_argument("--sampling", action="store_true",
+                   help="also measure grid texture, the solver sweep and the distances to true renders")
+    p.add_argument("--baseline-data", type=Path, default=None,
+                   help="with --sampling: also measure the texture of the weights in this folder (an older data/)")
     p.add_argument("--all", action="store_true", help="every section (about 3 hours on 2 cores)")
     p.add_argument("--no-world", action="store_true", help="skip the world / CLIP / evaluator section")
     p.add_argument("--write", type=Path, default=None,
@@ -563,7 +667,8 @@ def main() -> None:
                "probes": lambda: probe_section(args.seed, min(args.n, 200)),
                "evaluation": lambda: evaluation_section(args.seed, min(args.n, 200)),
                "limitations": lambda: limitations_section(args.seed, min(args.n, 200)),
-               "speed": lambda: speed_section(args.seed)}
+               "speed": lambda: speed_section(args.seed),
+               "sampling": lambda: sampling_section(args.seed, min(args.n, 500), args.baseline_data)}
     for name in SECTIONS:
         if not chosen[name]:
             continue
