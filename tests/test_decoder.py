@@ -140,3 +140,47 @@ def test_degradations():
     images = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     for out in (blur_degrade(images, g), bsr_degrade(images, g)):
         assert out.shape == images.shape and 0 <= out.min() and out.max() <= 1
+
+
+def test_nyquist_blur_removes_every_2x2_pattern_and_keeps_flat_areas():
+    from unclip_lib.decoder import nyquist_blur
+    from unclip_lib.evaluate import grid_texture
+
+    g = torch.Generator().manual_seed(0)
+    block = torch.randn(2, 3, 2, 2, generator=g)                 # any 2x2 pattern, tiled
+    tiled = block.repeat(1, 1, 8, 8)
+    flat = tiled - tiled.mean((-2, -1), keepdim=True)
+    assert nyquist_blur(flat).abs().max() < 1e-6
+    assert torch.allclose(nyquist_blur(torch.full((1, 3, 9, 9), 0.7)), torch.full((1, 3, 9, 9), 0.7))
+    smooth = torch.linspace(0, 1, 16).repeat(1, 3, 16, 1)       # a ramp: low frequencies pass
+    assert (nyquist_blur(smooth) - smooth)[..., 1:-1].abs().max() < 1e-6   # linear: kept away from the ends
+    noisy = torch.rand(4, 3, 16, 16, generator=g)
+    # (not exactly zero on noise: the reflected borders are not periodic)
+    assert grid_texture(nyquist_blur(noisy), [2])[2] < 0.1 * grid_texture(noisy, [2])[2]
+
+
+@torch.no_grad()
+def test_full_resolution_stage_starts_as_the_blurred_trunk_and_warm_starts_from_it(tmp_path):
+    from dataclasses import replace
+
+    from unclip_lib.checkpoints import save_checkpoint
+    from unclip_lib.decoder import nyquist_blur
+    from unclip_lib.train import warm_start
+
+    path = tmp_path / "trunk.safetensors"
+    cfg = replace(TINY, pixel_shuffle=2, full_res_channels=8)
+    torch.manual_seed(0)
+    trunk_only = DiffusionDecoder(UNet(replace(TINY, pixel_shuffle=2)), prediction="v")
+    with torch.no_grad():  # a trained trunk's output layer is not zero
+        trunk_only.unet.out[-1].weight.normal_(0, 0.02)
+    full = DiffusionDecoder(UNet(cfg), prediction="v")
+    save_checkpoint(path, trunk_only.state_dict(), "decoder", {"unet": {}})
+    info = warm_start(full, path, "decoder")
+    assert info["new_tensors"] > 0 and len(info["init_sha256"]) == 64
+    x, t, z, text, mask = _inputs()
+    # the new stage's last layer starts at zero: the output is the trunk's, low-passed
+    trunk_out = trunk_only.unet(x, t, z_i=z)
+    assert trunk_out.abs().max() > 1e-3
+    assert torch.allclose(full.unet(x, t, z_i=z), nyquist_blur(trunk_out), atol=1e-6)
+    with pytest.raises(ValueError, match="cannot warm-start"):
+        warm_start(DiffusionDecoder(UNet(replace(cfg, base_channels=32))), path, "decoder")

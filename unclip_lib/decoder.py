@@ -203,10 +203,14 @@ class UNet(nn.Module):
         full = c.full_res_channels if c.pixel_shuffle > 1 else 0
         if full:
             # The folded trunk writes each 2x2 block's four pixels from four separate output
-            # channels, and its samples carry a period-2 grid on flat areas. This stage sees
-            # x_t (and the low-res condition) and the trunk's prediction on the full pixel
-            # grid, where one set of convolution weights serves every pixel, and adds a
-            # correction. Its last layer starts at zero: a trunk trained alone is its start.
+            # channels, and its samples carry a period-2 grid on flat areas: small per-step
+            # offsets that the sampler accumulates, too small in the loss for training to
+            # remove (a correction stage alone, 300 steps, left 26x the renders' grid power).
+            # So the trunk's prediction is low-passed (`nyquist_blur`), which removes any 2x2
+            # pattern by construction, and this stage, which sees x_t (and the low-res
+            # condition) and that prediction on the full pixel grid, where one set of
+            # convolution weights serves every pixel, adds back the fine detail. Its last
+            # layer starts at zero, so a warm start begins from the trunk's blurred output.
             self.refine_in = nn.Conv2d(2 * 3 + c.low_res_channels, full, 3, padding=1)
             self.refine = nn.ModuleList([ResBlock(full, full, emb_dim, c.dropout) for _ in range(2)])
             self.refine_out = nn.Sequential(_norm(full), nn.SiLU(), _zero(nn.Conv2d(full, 3, 3, padding=1)))
@@ -278,6 +282,9 @@ class UNet(nn.Module):
             return out
         out = F.pixel_shuffle(out, f)
         if self.config.full_res_channels:
+            # the trunk's share is low-passed so that no 2x2 pattern survives it; the rest of
+            # the spectrum comes from the full-resolution stage, which cannot imprint one
+            out = nyquist_blur(out)
             r = self.refine_in(torch.cat([x_full, out], dim=1))
             for block in self.refine:
                 r = block(r, emb)
@@ -291,6 +298,17 @@ class UNet(nn.Module):
         if isinstance(layer, AttentionBlock):
             return layer(h, ctx, ctx_mask)
         return layer(h)
+
+
+def nyquist_blur(x: torch.Tensor) -> torch.Tensor:
+    """x [N, C, H, W] filtered by the separable binomial kernel [1, 2, 1] / 4 (reflected at
+    the borders). Its response is exactly zero at the Nyquist frequency of either axis, so it
+    removes any pattern repeating every 2 pixels (the frequencies (0, H/2), (H/2, 0) and
+    (H/2, H/2)) and attenuates its neighbourhood, while leaving low frequencies nearly as they are."""
+    c = x.shape[1]
+    k = x.new_tensor([0.25, 0.5, 0.25])
+    weight = (k[:, None] * k[None, :]).expand(c, 1, 3, 3)
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), weight, groups=c)
 
 
 class Upsample(nn.Module):
