@@ -20,7 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoints import (CheckpointError, load_checkpoint, load_state_into, shipped_path)
+from .checkpoints import CheckpointError, foreign_weights_error, load_checkpoint, load_state_into, shipped_path
+from .checks import check_captions, check_flag, check_int, is_foreign_weights
 from .images import as_image_batch, resize
 
 
@@ -103,16 +104,10 @@ class Clip(nn.Module):
         x = as_image_batch(images).to(self.device)
         return (resize(x, self.image_size) - self.mean) / self.std
 
-    def tokenize(self, captions) -> torch.Tensor:
-        """Token ids [N, context_length]; longer captions are truncated with a warning."""
-        if isinstance(captions, str):
-            captions = [captions]
-        captions = list(captions)
-        if len(captions) == 0:
-            raise ValueError("captions: got an empty list; pass at least one caption")
-        for c in captions:
-            if not isinstance(c, str):
-                raise TypeError(f"captions must be strings, got {type(c).__name__}: {c!r}")
+    def tokenize(self, captions, name: str = "captions") -> torch.Tensor:
+        """Token ids [N, context_length] of one caption or a list of non-empty ones; longer
+        captions are truncated with a warning."""
+        captions = check_captions(captions, name)
         too_long = [c for c in captions if len(self.tokenizer.encode(c)) + 2 > self.context_length]
         if too_long:
             warnings.warn(f"{len(too_long)} caption(s) exceed the {self.context_length}-token context "
@@ -142,7 +137,9 @@ class Clip(nn.Module):
 
     @torch.no_grad()
     def encode_image(self, images, batch_size: int = 256) -> torch.Tensor:
-        """CLIP image embeddings z_i [N, D], L2-normalised."""
+        """CLIP image embeddings z_i [N, D], L2-normalised. Images that are not square are
+        centre-cropped to a square before resizing to the model's input."""
+        batch_size = check_int(batch_size, "batch_size", 1)
         x = as_image_batch(images)
         out = [F.normalize(self.image_features(x[i:i + batch_size]), dim=-1)
                for i in range(0, len(x), batch_size)]
@@ -150,10 +147,10 @@ class Clip(nn.Module):
 
     @torch.no_grad()
     def encode_text(self, captions, batch_size: int = 512) -> torch.Tensor:
-        """CLIP text embeddings z_t [N, D], L2-normalised."""
-        captions = [captions] if isinstance(captions, str) else list(captions)
-        if len(captions) == 0:
-            raise ValueError("captions: got an empty list; pass at least one caption")
+        """CLIP text embeddings z_t [N, D], L2-normalised, of one caption or a list of
+        non-empty ones (an empty caption describes nothing and is refused)."""
+        captions = check_captions(captions)
+        batch_size = check_int(batch_size, "batch_size", 1)
         out = [F.normalize(self.text_features(captions[i:i + batch_size]), dim=-1)
                for i in range(0, len(captions), batch_size)]
         return torch.cat(out).float()
@@ -161,6 +158,7 @@ class Clip(nn.Module):
     @torch.no_grad()
     def zero_shot(self, images, candidates: list[str]) -> torch.Tensor:
         """Probabilities [N, C] over candidate captions (softmax of scaled cosine)."""
+        candidates = check_captions(candidates, "candidates")
         z_i = self.encode_image(images)
         z_t = self.encode_text(candidates)
         return (self.logit_scale * z_i @ z_t.T).softmax(dim=-1)
@@ -255,10 +253,16 @@ def load_clip(name: str = "shapes", pretrained: str | None = None, download: boo
     """Load a CLIP by name.
 
     - "shapes": the tiny CLIP shipped with unclip-lab (trained by `unclip-lab train clip`);
-    - a path to one of our .safetensors CLIP checkpoints;
+    - a path to one of our .safetensors CLIP checkpoints (a str or Path);
     - an open_clip model name with a `pretrained` tag, e.g. ("ViT-B-32", "laion2b_s34b_b79k"),
       loaded from the local cache; with download=True it may be fetched from the hub.
+    Local weights load only from .safetensors: a .pt / .bin path is refused, never unpickled.
     """
+    name = _clip_name(name)
+    if pretrained is not None and not isinstance(pretrained, (str, os.PathLike)):
+        raise TypeError(f"pretrained must be an open_clip tag such as 'laion2b_s34b_b79k' or a .safetensors path,"
+                        f" got {type(pretrained).__name__}")
+    download = check_flag(download, "download")
     if name.endswith(".safetensors"):
         clip = clip_from_checkpoint(name)
     elif name in ("shapes",) and pretrained is None:
@@ -266,6 +270,18 @@ def load_clip(name: str = "shapes", pretrained: str | None = None, download: boo
     else:
         clip = _load_open_clip(name, pretrained, download)
     return clip.to(device or "cpu").eval()
+
+
+def _clip_name(name) -> str:
+    """load_clip's name as a string; a path to weights that are not safetensors is refused."""
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
+    if not isinstance(name, str) or not name.strip():
+        raise TypeError(f"load_clip: name must be 'shapes', an open_clip model name such as 'ViT-B-32' or the path of"
+                        f" a .safetensors checkpoint, got {type(name).__name__} {name!r}")
+    if is_foreign_weights(name):
+        raise foreign_weights_error("load_clip", name)
+    return name
 
 
 def _load_open_clip(name: str, pretrained: str | None, download: bool) -> Clip:
@@ -277,7 +293,7 @@ def _load_open_clip(name: str, pretrained: str | None, download: bool) -> Clip:
                        f"see new_clip): {sorted(CLIP_PRESETS)}; open_clip models include "
                        f"{known[:8]}... (open_clip.list_models() lists all {len(known)})")
     if pretrained is None:
-        raise ValueError(f"open_clip model {name!r} needs a pretrained tag, e.g. "
+        raise ValueError(f"open_clip model {name!r} needs a pretrained tag (pretrained=...), e.g. "
                          f"{[t for m, t in open_clip.list_pretrained() if m == name][:4]}")
     path = _cached_open_clip_weights(name, pretrained)
     if path is None and not download:

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from .checks import check_int, check_number
 from .images import MAX_VALUES
 
 SHAPES = ("circle", "square", "triangle", "star", "cross", "diamond")
@@ -285,8 +286,8 @@ class ShapesWorld:
     words = list(WORDS)
 
     def __init__(self, seed: int = 0, resolution: int = 64):
-        self.seed = seed
-        self.resolution = resolution
+        self.seed = check_int(seed, "seed", 0, hint="any non-negative integer")
+        self.resolution = check_int(resolution, "resolution", 8, hint="pixels per side")
         self._rng = np.random.default_rng(seed)
 
     # -- drawing scenes
@@ -336,8 +337,9 @@ class ShapesWorld:
         or "all". seed=None continues this world's stream; an int gives a fixed batch.
         caption_style: "canonical" or "varied" (the training captions).
         """
-        if n < 1:
-            raise ValueError(f"n must be a positive number of images, got {n}")
+        n = check_int(n, "n", 1, hint="the number of images")
+        check_number(word_prob, "word_prob", 0, 1, hint="the share of scenes with a written word")
+        check_int(seed, "seed", 0, optional=True, hint="None continues this world's stream")
         res = self.resolution if resolution is None else resolution
         if not isinstance(res, (int, np.integer)) or res < 8:
             raise ValueError(f"resolution must be an integer of at least 8 pixels, got {res!r}")
