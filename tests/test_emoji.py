@@ -161,15 +161,23 @@ def test_every_image_on_white_with_a_margin(world):
         assert np.array_equal(world.data.tiles(style, 32), downsample2(tiles))
 
 
-def test_128_px_is_built_not_shipped(world):
-    if 128 in world.data.available_resolutions():
-        x = world.render({"concept": "1F34E", "style": "noto"}, resolution=128)
-        assert x.shape == (1, 3, 128, 128)
-        tiles = world.data.tiles("noto", 128)
-        assert np.array_equal(downsample2(tiles[:50]), world.data.tiles("noto", 64)[:50])
-    else:
-        with pytest.raises(EmojiDataError, match="unclip-lab data emoji --resolutions 64,128"):
-            world.render({"concept": "1F34E", "style": "noto"}, resolution=128)
+def test_128_px_is_built_not_shipped(world, tmp_path):
+    shipped_only = _linked_copy(tmp_path, skip=tuple(sheet_name(s, 128) for s in STYLES) + ("MANIFEST-128.json",))
+    w = EmojiWorld(data_dir=shipped_only)
+    with pytest.raises(EmojiDataError, match="unclip-lab data emoji --resolutions 64,128"):
+        w.render({"concept": "1F34E", "style": "noto"}, resolution=128)
+    with pytest.raises(ValueError, match="up to 128 px"):
+        w.render({"concept": "1F34E", "style": "noto"}, resolution=256)
+    if not (DATA / "MANIFEST-128.json").exists():
+        return
+    x = world.render({"concept": "1F34E", "style": "noto"}, resolution=128)   # built by the developer step
+    assert x.shape == (1, 3, 128, 128) and torch.all(x[:, :, 0, 0] == 1)
+    for style in STYLES:
+        assert np.array_equal(downsample2(world.data.tiles(style, 128)), world.data.tiles(style, 64))
+    # up to 64 px nothing depends on whether the 128 px sheets exist, written words included
+    a = {"concept": "1F34E", "style": "noto", "word": "phone", "word_position": "under"}
+    assert np.array_equal(world.render_array(a, 64), w.render_array(a, 64))
+    assert np.array_equal(world.render_array(a, 48), w.render_array(a, 48))
 
 
 def test_written_words(world):

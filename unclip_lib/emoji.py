@@ -164,9 +164,10 @@ class EmojiData:
 
     def _verified_path(self, name: str, resolution: int = SHIPPED_RESOLUTION) -> Path:
         path = self.folder / name
+        manifest = self.manifest(resolution)   # first: without a 128 px manifest, say how to build them
         if not path.exists():
             raise EmojiDataError(f"{path} is missing; {self._hint()}")
-        pinned = self.manifest(resolution).get("files", {}).get(name)
+        pinned = manifest.get("files", {}).get(name)
         if pinned is None:
             raise EmojiDataError(f"{path} is not listed in {manifest_name(resolution)}; {self._hint()}")
         digest = file_sha256(path)
@@ -553,17 +554,18 @@ class EmojiWorld:
         return int(resolution)
 
     def _tile(self, concept: str, style: str, tone: str | None, resolution: int) -> tuple[np.ndarray, np.ndarray]:
-        """(image at `resolution`, the sharpest stored copy at or above it) as uint8 [R, R, 3]."""
+        """(image at `resolution`, a sharper copy to shrink from) as uint8 [R, R, 3]. Up to 64 px
+        both come from the shipped files alone (so they never depend on whether the 128 px
+        sheets were built); above 64 px from the built 128 px sheets."""
         slot = self.data.slots[style][(concept, tone)]
-        stored = self.data.available_resolutions()
-        if resolution > stored[-1]:
-            self.data.manifest(BUILT_RESOLUTION)  # raises the error that says how to build 128 px
-            raise EmojiDataError(f"emoji images go up to {stored[-1]} px, got resolution {resolution}")
-        source_res = min(r for r in stored if r >= resolution)
+        if resolution > BUILT_RESOLUTION:
+            raise ValueError(f"emoji images go up to {BUILT_RESOLUTION} px (built; {SHIPPED_RESOLUTION} px "
+                             f"shipped), got resolution {resolution}")
+        source_res = next(r for r in (SHIPPED_RESOLUTION // 2, SHIPPED_RESOLUTION, BUILT_RESOLUTION) if r >= resolution)
         source = self.data.tiles(style, source_res)[slot]
         image = source if source_res == resolution else _resample(source, resolution)
-        sharper = [r for r in stored if r > resolution]
-        return image, (self.data.tiles(style, sharper[0])[slot] if sharper else source)
+        sharp_res = max(source_res, SHIPPED_RESOLUTION)
+        return image, (source if sharp_res == source_res else self.data.tiles(style, sharp_res)[slot])
 
     def render_array(self, attrs: dict, resolution: int | None = None) -> np.ndarray:
         """One image of exactly these attributes: uint8 [R, R, 3] on white."""

@@ -92,7 +92,10 @@ PACKAGE = {p.name: p for p in PACKAGES}
 
 RENDER = {"supersample_px": 512, "size": BUILT_RESOLUTION, "content_fraction": 0.875, "alpha_threshold": 8,
           "resize": "lanczos", "background": "white"}
-WEBP = {"lossless": True, "quality": 100, "method": 6}
+# Lossless WebP: the slowest, smallest method for the shipped 64 px sheets; a faster one for the
+# 128 px sheets that stay on the developer's machine (7x faster, ~10% larger).
+WEBP = {SHIPPED_RESOLUTION: {"lossless": True, "quality": 100, "method": 6},
+        BUILT_RESOLUTION: {"lossless": True, "quality": 100, "method": 4}}
 TONE_OF = {1: "light", 2: "medium-light", 3: "medium", 4: "medium-dark", 5: "dark"}
 EXCLUDED_GROUPS = {2}          # Emojibase's "component" group: bare skin-tone swatches, hair parts
 MIN_STYLES = 3
@@ -569,9 +572,9 @@ def licence_files(src: Sources) -> dict[str, bytes]:
     return out
 
 
-def _webp_bytes(sheet: np.ndarray) -> bytes:
+def _webp_bytes(sheet: np.ndarray, resolution: int) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(sheet).save(buf, "WEBP", **WEBP)
+    Image.fromarray(sheet).save(buf, "WEBP", **WEBP[resolution])
     return buf.getvalue()
 
 
@@ -632,7 +635,7 @@ def build(out_dir: str | Path | None = None, work_dir: str | Path | None = None,
         "packages": {p.name: {"version": p.version, "integrity": p.integrity, "role": p.role} for p in PACKAGES},
         "tools": versions,
         "render": RENDER,
-        "webp": WEBP,
+        "webp": None,                       # per resolution, below
         "sheet_columns": SHEET_COLUMNS,
         "counts": counts,
     }
@@ -647,8 +650,9 @@ def build(out_dir: str | Path | None = None, work_dir: str | Path | None = None,
             tiles = np.stack([renders[(style, item["hexcode"])] for s, item in jobs if s == style])
             while tiles.shape[1] > res:
                 tiles = downsample2(tiles)
-            files[sheet_name(style, res)] = _webp_bytes(tiles_to_sheet(tiles))
-        m = dict(manifest, resolution=res, index_sha256=hashlib.sha256(_index_bytes(index)).hexdigest())
+            files[sheet_name(style, res)] = _webp_bytes(tiles_to_sheet(tiles), res)
+        m = dict(manifest, webp=WEBP[res], resolution=res,
+                 index_sha256=hashlib.sha256(_index_bytes(index)).hexdigest())
         write_outputs(out_dir, files, manifest_name(res), m)
         log(f"wrote {len(files) + 1} files to {out_dir} ({sum(len(b) for b in files.values()) / 1e6:.1f} MB)")
     return counts
