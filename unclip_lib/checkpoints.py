@@ -137,8 +137,8 @@ def verify_pin(path: str | Path) -> None:
         return
     pins = read_pins(path.parent)
     if path.name not in pins:
-        raise CheckpointError(f"{_display(path)} is a shipped file but has no pin in {_display(path.parent / PINS_FILE)};"
-                              f" pin it with `{PIN_SCRIPT}`")
+        raise CheckpointError(f"{_display(path)} is a shipped file but has no pin in "
+                              f"{_display(path.parent / PINS_FILE)}; pin it with `{PIN_SCRIPT}`")
     if file_sha256(path) != pins[path.name]:
         raise CheckpointError(f"{_display(path)} does not match its pinned sha256 in "
                               f"{_display(path.parent / PINS_FILE)}: the file is corrupt or was replaced; "
@@ -188,7 +188,8 @@ def _checkpoint_path(path) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}; check the path")
     if path.is_dir():
-        raise CheckpointError(f"{path} is a folder; give the .safetensors file inside it (e.g. {path}/checkpoint.safetensors)")
+        raise CheckpointError(f"{path} is a folder; give the .safetensors file inside it "
+                              f"(e.g. {path}/checkpoint.safetensors)")
     return path
 
 
@@ -264,6 +265,17 @@ def _not_a_shipped_name(kind: str, short: str) -> Exception:
                                  ".safetensors checkpoint; check the path (it must end in .safetensors)")
     return KeyError(f"{loader}: no shipped {kind} named {short!r}; known: {known}, or pass the path of a "
                     ".safetensors checkpoint")
+
+
+def weights_name(name, kind: str) -> str:
+    """A loader's name argument as a string: a shipped name of `kind` or a path (str or Path)."""
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
+    if not isinstance(name, str) or not name.strip():
+        known = sorted(n.split("/", 1)[1] for n in SHIPPED if n.startswith(f"{kind}/"))
+        raise TypeError(f"load_{kind}: name must be a shipped {kind} ({known}) or the path of a .safetensors "
+                        f"checkpoint, got {type(name).__name__} {name!r}")
+    return name
 
 
 def shipped_path(name: str) -> Path:

@@ -154,7 +154,8 @@ class EmbeddingPCA:
     @classmethod
     def fit(cls, z: torch.Tensor) -> "EmbeddingPCA":
         if not isinstance(z, torch.Tensor) or not z.is_floating_point():
-            raise TypeError(f"PCA needs a floating-point tensor of embeddings [N, D], got {getattr(z, 'dtype', type(z))}")
+            raise TypeError("PCA needs a floating-point tensor of embeddings [N, D], got "
+                            f"{getattr(z, 'dtype', type(z).__name__)}")
         if not torch.isfinite(z).all():
             raise ValueError("PCA: the embeddings contain NaN or infinite values")
         if z.dim() != 2 or z.shape[0] < 2:

@@ -366,9 +366,10 @@ class AutoregressivePrior(nn.Module):
 
 def load_prior(name: str = "diffusion") -> DiffusionPrior | AutoregressivePrior:
     """A shipped prior ("diffusion", "autoregressive") or a prior checkpoint (.safetensors path)."""
-    from .checkpoints import CheckpointError, load_checkpoint, load_state_into, shipped_path
+    from .checkpoints import CheckpointError, load_checkpoint, load_state_into, shipped_path, weights_name
 
-    path = name if str(name).endswith(".safetensors") else shipped_path(f"prior/{name}")
+    name = weights_name(name, "prior")
+    path = name if name.endswith(".safetensors") else shipped_path(f"prior/{name}")
     tensors, config, _ = load_checkpoint(path, "prior")
     try:
         pc, kind = PriorConfig(**config["prior"]), config["kind"]
