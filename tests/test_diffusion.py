@@ -165,8 +165,13 @@ def test_dpm_solver_first_step_is_ddim_and_sampler_choice():
                               d.ddim_sample(model, x_T=x_T, steps=steps), atol=1e-6)
     assert not torch.allclose(d.dpm_solver_sample(model, x_T=x_T, steps=4), d.ddim_sample(model, x_T=x_T, steps=4),
                               atol=1e-3)
-    assert torch.equal(d.sample(model, x_T=x_T, steps=7, sampler="dpm++"), d.dpm_solver_sample(model, x_T=x_T, steps=7))
+    assert torch.equal(d.sample(model, x_T=x_T, steps=7, sampler="dpm++"),
+                       d.dpm_solver_sample(model, x_T=x_T, steps=7, spacing="logsnr"))   # its default spacing
+    assert torch.equal(d.sample(model, x_T=x_T, steps=7, sampler="dpm++", spacing="uniform"),
+                       d.dpm_solver_sample(model, x_T=x_T, steps=7))
     assert torch.equal(d.sample(model, x_T=x_T, steps=7, sampler="ddim"), d.ddim_sample(model, x_T=x_T, steps=7))
+    with pytest.raises(ValueError, match="spacing must be one of"):
+        d.sample(model, x_T=x_T, sampler="ddim", spacing="cosine")
     with pytest.raises(ValueError, match="deterministic; use sampler='ddim'"):
         d.sample(model, x_T=x_T, sampler="dpm++", eta=1.0)
     with pytest.raises(ValueError, match="sampler must be one of"):
@@ -200,3 +205,30 @@ def test_dpm_solver_matches_diffusers_scheduler(prediction, steps):
         x = scheduler.step(model(x, torch.full((16,), int(t))), t, x).prev_sample
     x = d.predict(model, x, torch.zeros(16, dtype=torch.long))[0]   # our last call: x0 at t = 0
     assert torch.allclose(ours, x.to(ours.dtype), atol=1e-5, rtol=1e-5), (ours - x).abs().max()
+
+
+def test_logsnr_timesteps_are_distinct_and_even_in_lambda():
+    from unclip_lib.diffusion import logsnr_timesteps
+
+    d = GaussianDiffusion("linear", 1000)
+    for steps in (1, 2, 5, 10, 25, 100):
+        ts = logsnr_timesteps(d.alphas_cumprod, steps)
+        assert len(ts) == steps and ts == sorted(set(ts)) and ts[-1] == 999
+        assert steps == 1 or ts[0] == 0
+    lam = 0.5 * np.log(d.alphas_cumprod / (1 - d.alphas_cumprod))
+    gaps = np.diff(lam[logsnr_timesteps(d.alphas_cumprod, 10)])
+    assert gaps.std() < 0.05 * abs(gaps.mean())          # even in lambda, up to integer rounding
+    # uniform spacing leaves most of lambda's range to the last step; logsnr does not
+    uniform = np.diff(lam[ddim_timesteps(1000, 10)])
+    assert abs(uniform[0]) > 0.35 * abs(lam[999] - lam[0]) > 3 * abs(gaps[0])
+
+
+def test_dpm_solver_on_logsnr_timesteps_beats_ddim_on_the_gaussian_ode():
+    d = GaussianDiffusion("linear", 1000, prediction="eps")
+    x_T = torch.randn(256, 4, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    exact = gaussian_ode_solution(d, x_T, 999)
+    model = lambda x, t: gaussian_eps(d)(x, t).to(x.dtype)  # noqa: E731
+    err = lambda x: (x - exact).abs().mean().item()  # noqa: E731
+    dpm10 = err(d.sample(model, x_T=x_T, steps=10, sampler="dpm++"))        # logsnr by default
+    assert dpm10 < err(d.ddim_sample(model, x_T=x_T, steps=50))
+    assert dpm10 < err(d.dpm_solver_sample(model, x_T=x_T, steps=10, spacing="uniform"))

@@ -413,12 +413,13 @@ class DiffusionDecoder(_DiffusionModel):
     def sample(self, z_i: torch.Tensor, text=None, text_mask=None, x_T: torch.Tensor | None = None,
                steps: int = 25, eta: float = 0.0, guidance_clip: float = 3.0, guidance_text: float = 1.0,
                generator: torch.Generator | None = None, clip_x0: bool = True, progress: bool = False,
-               sampler: str = "ddim"):
+               sampler: str = "ddim", spacing: str | None = None):
         """Images [N, 3, R, R] in [0, 1] decoded from z_i [N, clip_dim] (and optional caption
         tokens). x_T [N, 3, R, R] fixes the starting noise; otherwise it is drawn from
         `generator`. clip_x0=False keeps the sampler exactly invertible. z_i=None decodes
         from the caption alone (guided by guidance_text), or unconditionally without one.
-        sampler: "ddim" (any eta; the inverse of `invert`) or "dpm++" (DPM-Solver++(2M), eta 0)."""
+        sampler: "ddim" (any eta; the inverse of `invert`) or "dpm++" (DPM-Solver++(2M), eta 0);
+        spacing: their timesteps ("uniform", "logsnr"; None: the sampler's default)."""
         if z_i is None and text is None and x_T is None:
             raise ValueError("give z_i, caption tokens or x_T: nothing says how many images to draw")
         n = z_i.shape[0] if z_i is not None else (text.shape[0] if text is not None else x_T.shape[0])
@@ -429,7 +430,7 @@ class DiffusionDecoder(_DiffusionModel):
         elif x_T.shape != (n, 3, r, r):
             raise ValueError(f"x_T must have shape [{n}, 3, {r}, {r}], got {list(x_T.shape)}")
         x = self.diffusion.sample(fn, x_T=x_T, steps=steps, sampler=sampler, eta=eta, generator=generator,
-                                  clip_x0=1.0 if clip_x0 else None, progress=progress)
+                                  clip_x0=1.0 if clip_x0 else None, progress=progress, spacing=spacing)
         return ((x + 1) / 2).clamp(0, 1)
 
     @torch.no_grad()
