@@ -495,9 +495,9 @@ def sampling_section(seed: int, n: int, baseline: Path | None = None) -> list[st
             pipe, ev, ShapesWorld(seed=seed + 1), prior_settings, n=k, seed=seed)):
         out.append(f"| {sampler} | {p_steps} | {r['all']:.1%} | {r['fd']:.1f} | {1000 * r['kd']:.2f} | "
                    f"{r['seconds']:.1f} |")
-    out += ["", f"Distances to true renders for both priors and the ablations ({k} captions, shipped defaults, "
-            "base 32 px; the control row compares two sets of true renders: the floor at this sample size). "
-            "`sample_quality.distance_scores`.", "",
+    out += ["", f"Distances to the true renders of the same scenes for both priors and the ablations ({k} "
+            "captions, shipped defaults, base 32 px; both distances are biased by the sample size, so compare "
+            "rows, not runs of other sizes). `sample_quality.distance_scores`.", "",
             "| decoder conditioned on | all four | shape | colour | FD | KD x 1000 |", "|---|---|---|---|---|---|"]
     names = {"diffusion": "diffusion prior z_i", "autoregressive": "autoregressive prior z_i",
              "z_t": "text embedding z_t", "caption": "caption only (GLIDE-like)"}

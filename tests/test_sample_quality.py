@@ -66,13 +66,13 @@ def pipe():
     return load_unclip("shapes")
 
 
-def test_distances_rank_real_renders_first_and_caption_only_last(pipe):
+def test_distances_rank_the_prior_above_caption_only(pipe):
     evaluator = load_evaluator("shapes")
     scores = distance_scores(pipe, evaluator, ShapesWorld(seed=99), n=48, seed=3,
                              conditionings=("diffusion", "caption"))
-    assert scores["diffusion"]["all"] > 0.9 > scores["caption"]["all"]
-    assert scores["renders (control)"]["kd"] < scores["diffusion"]["kd"] < scores["caption"]["kd"]
-    assert scores["renders (control)"]["all"] == 1.0
+    # measured: 100% against 52%, FD 1169 against 2064 (48 captions)
+    assert scores["diffusion"]["all"] > 0.9 > 0.75 > scores["caption"]["all"]
+    assert scores["diffusion"]["fd"] < 0.8 * scores["caption"]["fd"]
 
 
 def test_solver_sweep_rows_follow_the_settings(pipe):
