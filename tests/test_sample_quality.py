@@ -66,6 +66,18 @@ def pipe():
     return load_unclip("shapes")
 
 
+@pytest.mark.xfail(strict=True, reason="the shipped decoder and 32->64 upsampler are still the folded trunks (30x and "
+                   "4.6x the renders' lattice power); their full-resolution weights are being trained (issue 15)")
+def test_shipped_samples_have_no_grid_texture(pipe):
+    """The issue's goal: within 2x of the true renders' share at every period the cascade can
+    imprint, at the base and at the full resolution (fresh scenes; BENCHMARKS.md has 256)."""
+    scores = texture_scores(pipe, ShapesWorld(seed=4242), n=24, seed=7)
+    assert set(scores) == {32, 128} and set(scores[128]) == {2, 4, 8}
+    for res, ratios in scores.items():
+        for period, ratio in ratios.items():
+            assert ratio < 2.0, f"{res} px, period {period}: {ratio:.2f} x the renders' share"
+
+
 def test_distances_rank_the_prior_above_caption_only(pipe):
     evaluator = load_evaluator("shapes")
     scores = distance_scores(pipe, evaluator, ShapesWorld(seed=99), n=48, seed=3,
