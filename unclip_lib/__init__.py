@@ -7,12 +7,14 @@
     z_i = clip.encode_image(batch.images)    # [16, D], L2-normalised
 """
 from .clip import Clip, ClipConfig, load_clip, new_clip
+from .emoji import EmojiDataset, EmojiWorld
 from .evaluate import Evaluator, load_evaluator
 from .latents import slerp, text_diff_direction
 from .pipeline import Bipartite, UnCLIP, load_unclip
 from .world import Batch, ShapesDataset, ShapesWorld
 
-__all__ = ["Batch", "Bipartite", "Clip", "ClipConfig", "Evaluator", "ShapesDataset", "ShapesWorld", "UnCLIP",
+__all__ = ["Batch", "Bipartite", "Clip", "ClipConfig", "EmojiDataset", "EmojiWorld", "Evaluator", "ShapesDataset",
+           "ShapesWorld", "UnCLIP",
            "load_clip", "load_evaluator", "load_unclip", "new_clip", "slerp",
            "text_diff_direction"]
 __version__ = "0.1.0"
