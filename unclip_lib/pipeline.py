@@ -13,12 +13,14 @@ Every sampler takes the latents it would otherwise draw (x_T), and a seed for th
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-import numpy as np
 import torch
 
+from .checks import (MAX_BATCH, MAX_REFINE, SCHEDULE_STEPS, check_batch, check_captions, check_eta, check_flag,
+                     check_guidance, check_int, check_number, check_seed, check_steps, is_real, warn_user)
 from .clip import Clip, load_clip
 from .decoder import DiffusionDecoder, DiffusionUpsampler, load_decoder, load_upsampler
 from .images import as_image_batch, resize
@@ -44,7 +46,7 @@ class SamplingDefaults:
     prior_candidates: int = 2         # best-of-n by z_i . z_t (diffusion prior; the paper's 2)
     # a call samples its whole batch at once: beyond this many images, ask for chunks rather
     # than run out of memory halfway (1024 base images take about 2 GB)
-    max_batch: int = 1024
+    max_batch: int = MAX_BATCH
 
 
 class Bipartite(NamedTuple):
@@ -65,6 +67,7 @@ INTERPOLATION_MODES = ("slerp", "fixed", "random")
 # What generate() can put in the decoder's z_i slot: a prior's sample, or the ablations of
 # the paper's section 5.1 ("z_t": the text embedding itself; "caption": no z_i at all).
 CONDITIONINGS = ("diffusion", "autoregressive", "z_t", "caption")
+SHIPPED_PRIORS = ("diffusion", "autoregressive")
 
 
 @dataclass
@@ -79,7 +82,11 @@ class Generation:
 
 
 class UnCLIP:
-    """CLIP + priors + decoder + upsamplers. Images in and out: [N, 3, H, W] in [0, 1]."""
+    """CLIP + priors + decoder + upsamplers. Images in and out: [N, 3, H, W] in [0, 1].
+
+    Images of any size are accepted (at least 8 x 8 pixels); images that are not square
+    are centre-cropped to a square, never stretched (as data.py does with image files).
+    Every argument is checked before any model runs, so a bad one fails at once."""
 
     def __init__(self, clip: Clip, decoder: DiffusionDecoder, upsamplers: list[DiffusionUpsampler],
                  priors: dict | None = None, defaults: SamplingDefaults | None = None):
@@ -95,10 +102,10 @@ class UnCLIP:
     def resolution(self) -> int:
         return self.upsamplers[-1].resolution if self.upsamplers else self.base_resolution
 
+    # ------------------------------------------------------------------ argument checks
+
     def _check_batch(self, n: int, what: str) -> None:
-        if n > self.defaults.max_batch:
-            raise ValueError(f"{what}: {n} images in one call; the pipeline samples a whole batch at once, so "
-                             f"call it in chunks of at most {self.defaults.max_batch} (pipe.defaults.max_batch)")
+        check_batch(n, what, self.defaults.max_batch)
 
     def _sampler(self, sampler: str | None) -> str:
         from .diffusion import SAMPLERS
@@ -109,70 +116,134 @@ class UnCLIP:
         return sampler
 
     @staticmethod
-    def _check_settings(seed=0, steps=None, guidance=None) -> None:
-        """Clear errors for sampling settings that torch would reject obscurely (or not at all)."""
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise TypeError(f"seed must be an integer, got {type(seed).__name__} {seed!r}")
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1):
-            raise ValueError(f"steps must be a positive integer, got {steps!r}")
-        if guidance is not None and not (isinstance(guidance, (int, float)) and np.isfinite(guidance)
-                                         and guidance >= 0):
-            raise ValueError(f"guidance must be a finite number >= 0 (1: no guidance), got {guidance!r}")
+    def _steps(model, steps, name: str, optional: bool = True) -> int | None:
+        """A step count for model's sampler (None: the default), at most its schedule's length."""
+        diffusion = getattr(model, "diffusion", None)
+        return check_steps(steps, name, diffusion.num_steps if diffusion is not None else SCHEDULE_STEPS, optional)
 
-    def _check_z(self, z_i: torch.Tensor) -> torch.Tensor:
-        if not isinstance(z_i, torch.Tensor) or z_i.dim() != 2:
-            raise ValueError(f"z_i must be a tensor [N, D], got {getattr(z_i, 'shape', type(z_i))}")
+    def _upsampler_steps(self, steps, name: str = "upsampler_steps") -> tuple[int, ...]:
+        """One step count per upsampler stage (None: pipe.defaults.upsampler_steps)."""
+        if steps is None:
+            steps = self.defaults.upsampler_steps
+        stages = [up.resolution for up in self.upsamplers]
+        if isinstance(steps, (str, bytes)) or not isinstance(steps, (tuple, list)):
+            raise TypeError(f"{name} must be a tuple of {len(stages)} step counts, one per upsampler "
+                            f"({', '.join(f'{r} px' for r in stages)}), e.g. {tuple(self.defaults.upsampler_steps)},"
+                            f" got {steps!r}")
+        if len(steps) != len(stages):
+            raise ValueError(f"{name} must give one step count per upsampler: {len(stages)} "
+                             f"({', '.join(f'{r} px' for r in stages)}), got {len(steps)}: {tuple(steps)!r}")
+        return tuple(self._steps(up, n, f"{name}[{i}]", optional=False)
+                     for i, (up, n) in enumerate(zip(self.upsamplers, steps)))
+
+    def _check_z(self, z_i, name: str = "z_i") -> torch.Tensor:
+        """CLIP image embeddings [N, D] for the decoder: finite, of its width, unit length
+        (rows far from unit length are normalised, with a warning; zero rows are refused)."""
+        if not isinstance(z_i, torch.Tensor):
+            raise TypeError(f"{name} must be a tensor [N, D] of CLIP image embeddings (e.g. "
+                            f"pipe.clip.encode_image(images)), got {type(z_i).__name__}")
+        if z_i.dim() != 2:
+            one = "; one embedding needs a batch axis: z_i[None]" if z_i.dim() == 1 else ""
+            raise ValueError(f"{name} must be a tensor [N, D], got shape {list(z_i.shape)}{one}")
         if not z_i.is_floating_point():
-            raise TypeError(f"z_i must hold floating-point values, got {z_i.dtype}")
+            raise TypeError(f"{name} must hold floating-point values, got {z_i.dtype}; use .float()")
         d = self.decoder.unet.config.clip_dim
         if z_i.shape[1] != d:
-            raise ValueError(f"z_i has width {z_i.shape[1]} but this decoder reads CLIP embeddings of width {d}"
+            raise ValueError(f"{name} has width {z_i.shape[1]} but this decoder reads CLIP embeddings of width {d}"
                              f" (was it made by another CLIP than {self.clip.name!r}?)")
         if z_i.shape[0] == 0:
-            raise ValueError("z_i: got an empty batch")
-        self._check_batch(z_i.shape[0], "z_i")
+            raise ValueError(f"{name}: got an empty batch; give at least one embedding")
+        self._check_batch(z_i.shape[0], name)
         if not torch.isfinite(z_i).all():
-            raise ValueError("z_i contains NaN or infinite values")
-        return z_i.float()
+            raise ValueError(f"{name} contains NaN or infinite values; give finite CLIP embeddings")
+        return _unit_rows(z_i.float(), name)
 
-    def check_captions(self, captions) -> list[str]:
+    def _check_x_T(self, x_T, n: int, name: str = "x_T") -> torch.Tensor:
+        r = self.base_resolution
+        want = f"{name} must be a tensor [{n}, 3, {r}, {r}] (one base-resolution latent per z_i)"
+        if not isinstance(x_T, torch.Tensor):
+            raise TypeError(f"{want}, got {type(x_T).__name__}")
+        if tuple(x_T.shape) != (n, 3, r, r):
+            raise ValueError(f"{want}, got {list(x_T.shape)}")
+        if not x_T.is_floating_point():
+            raise TypeError(f"{name} must hold floating-point values, got {x_T.dtype}; use .float()")
+        if not torch.isfinite(x_T).all():
+            raise ValueError(f"{name} contains NaN or infinite values; give finite latents (e.g. pipe.invert(images))")
+        return x_T.float()
+
+    def check_captions(self, captions, name: str = "captions") -> list[str]:
         """A list of non-empty captions short enough for the priors, or a clear error."""
-        if isinstance(captions, str):
-            captions = [captions]
-        captions = list(captions)
-        if not captions:
-            raise ValueError("captions: got an empty list; give at least one caption")
-        self._check_batch(len(captions), "captions")
-        for i, c in enumerate(captions):
-            if not isinstance(c, str):
-                raise TypeError(f"caption {i} is a {type(c).__name__}, not a string")
-            if not c.strip():
-                raise ValueError(f"caption {i} is empty; describe the image, e.g. 'a small red triangle'")
+        captions = check_captions(captions, name, limit=self.defaults.max_batch)
         limit = min([p.config.text_len for p in self.priors.values()], default=None)
         if limit is not None:
-            tokens = self.clip.tokenize(captions)
+            with warnings.catch_warnings():      # CLIP's truncation warning: the error below says more
+                warnings.simplefilter("ignore")
+                tokens = self.clip.tokenize(captions, name)
             lengths = tokens.argmax(dim=-1) + 1       # up to and including the end token
             for i, n in enumerate(lengths.tolist()):
                 if n > limit:
                     more = "at least " if n >= tokens.shape[1] else ""
-                    raise ValueError(f"caption {i} has {more}{n} tokens but the priors read at most {limit}:"
+                    raise ValueError(f"{name}[{i}] has {more}{n} tokens but the priors read at most {limit}:"
                                      f" shorten it ({captions[i][:60]!r}...)")
         return captions
 
+    def _captions_per_item(self, captions, n: int, name: str, item: str) -> list[str]:
+        """One caption for all n items, or one per item (CLIP reads them; no prior does)."""
+        captions = check_captions([captions] * n if isinstance(captions, str) else captions, name,
+                                  limit=self.defaults.max_batch)
+        if len(captions) != n:
+            raise ValueError(f"{name}: give one caption, or one per {item} ({n}), got {len(captions)}")
+        return captions
+
     def prior(self, name: str):
-        if name not in self.priors:
+        if not isinstance(name, str) or name not in self.priors:
             known = sorted(self.priors)
             raise ValueError(f"unknown prior {name!r}; this stack has {known}" if known else
                              f"this stack has no prior {name!r}: build it with load_unclip('shapes')")
         return self.priors[name]
 
+    def _source(self, images, latent, need_x_T: bool = True, name: str = "images", latent_name: str = "latent"):
+        """What a manipulation starts from, checked: a Bipartite latent, or an image batch."""
+        if latent is not None:
+            return self._as_bipartite(latent, latent_name, need_x_T)
+        if images is None:
+            raise ValueError(f"give the {name} to manipulate (or their {latent_name}=pipe.encode({name}))")
+        return as_image_batch(images, name, limit=self.defaults.max_batch)
+
+    def _as_bipartite(self, latent, name: str, need_x_T: bool = True) -> Bipartite:
+        if isinstance(latent, dict) or not (isinstance(latent, tuple) and len(latent) == 2):
+            raise TypeError(f"{name} must be a Bipartite latent (z_i, x_T) as pipe.encode(images) returns, "
+                            f"got {type(latent).__name__}")
+        z_i = self._check_z(latent[0], f"{name}.z_i")
+        if latent[1] is None and not need_x_T:
+            return Bipartite(z_i, None)
+        if latent[1] is None:
+            raise ValueError(f"{name}.x_T is None, but this manipulation decodes the inverted x_T: make the latent"
+                             " with pipe.encode(images)")
+        return Bipartite(z_i, self._check_x_T(latent[1], z_i.shape[0], f"{name}.x_T"))
+
+    def _encoded(self, source) -> Bipartite:
+        return source if isinstance(source, Bipartite) else self.encode(source)
+
+    @staticmethod
+    def _count(source) -> int:
+        return source.z_i.shape[0] if isinstance(source, Bipartite) else source.shape[0]
+
     @torch.no_grad()
     def sample_z_i(self, captions, prior: str = "diffusion", seed: int = 0, guidance: float | None = None,
                    steps: int | None = None, sampler: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(z_i [N, D], z_t [N, D]): CLIP image embeddings drawn by a prior for the captions
-        (sampler: the diffusion prior's ODE solver, default pipe.defaults.sampler)."""
+        (steps and sampler: the diffusion prior's; default pipe.defaults.prior_steps / .sampler)."""
+        model = self.prior(prior)
+        seed = check_seed(seed)
+        guidance = check_guidance(guidance)
+        steps = self._steps(model, steps, "steps")
         sampler = self._sampler(sampler)
         captions = self.check_captions(captions)
+        return self._sample_z_i(captions, prior, seed, guidance, steps, sampler)
+
+    def _sample_z_i(self, captions: list[str], prior: str, seed: int, guidance: float | None,
+                    steps: int | None, sampler: str) -> tuple[torch.Tensor, torch.Tensor]:
         d = self.defaults
         g = torch.Generator().manual_seed(seed)
         z_t = self.clip.encode_text(captions)
@@ -199,17 +270,27 @@ class UnCLIP:
         prior: "diffusion" or "autoregressive" draw z_i from that prior; "z_t" decodes the
         CLIP text embedding as if it were an image embedding, "caption" decodes from the
         caption alone (z_i dropped, caption guidance = decoder_guidance): the ablations of
-        the paper's "importance of the prior". x_T [N, 3, r, r] fixes the decoder's noise."""
+        the paper's "importance of the prior". x_T [N, 3, r, r] fixes the decoder's noise.
+        upsampler_steps: one step count per upsampler (default pipe.defaults.upsampler_steps);
+        prior_steps: the diffusion prior's (the autoregressive prior has no steps)."""
         import time
 
         from tqdm.auto import tqdm
 
         if prior not in CONDITIONINGS:
             raise ValueError(f"unknown prior {prior!r}; choose one of {list(CONDITIONINGS)}")
-        self._check_settings(seed, decoder_steps, decoder_guidance)
-        self._check_settings(seed, prior_steps, prior_guidance)
+        model = self.prior(prior) if prior in ("diffusion", "autoregressive") else None
+        seed = check_seed(seed)
+        prior_guidance = check_guidance(prior_guidance, "prior_guidance")
+        prior_steps = self._steps(model, prior_steps, "prior_steps")
+        decoder_guidance = check_guidance(decoder_guidance, "decoder_guidance")
+        decoder_steps = self._steps(self.decoder, decoder_steps, "decoder_steps")
+        upsample = check_flag(upsample, "upsample")
+        upsampler_steps = self._upsampler_steps(upsampler_steps) if upsample else ()
         sampler = self._sampler(sampler)
         captions = self.check_captions(captions)
+        if x_T is not None:
+            x_T = self._check_x_T(x_T, len(captions))
         d = self.defaults
         guidance = d.decoder_guidance if decoder_guidance is None else decoder_guidance
         stages = ["prior", "decoder"] + [f"upsampler {u.resolution}" for u in self.upsamplers if upsample]
@@ -224,8 +305,8 @@ class UnCLIP:
             bar.update()
 
         text = mask = None
-        if prior in ("diffusion", "autoregressive"):
-            z_i, z_t = self.sample_z_i(captions, prior, seed, prior_guidance, prior_steps, sampler)
+        if model is not None:
+            z_i, z_t = self._sample_z_i(captions, prior, seed, prior_guidance, prior_steps, sampler)
         else:
             z_t = self.clip.encode_text(captions)
         if prior == "z_t":
@@ -234,8 +315,6 @@ class UnCLIP:
             z_i = None
             text, mask = self.clip.text_tokens(captions)
         done("prior")
-        if x_T is not None:
-            x_T = self._check_x_T(x_T, len(captions))
         g = torch.Generator().manual_seed(seed + 1)
         base = self.decoder.sample(z_i, text, mask, x_T=x_T, steps=decoder_steps or d.decoder_steps,
                                    guidance_clip=guidance, guidance_text=guidance, generator=g, sampler=sampler)
@@ -243,7 +322,7 @@ class UnCLIP:
         images = base
         if upsample:
             g = torch.Generator().manual_seed(seed + 2)
-            for up, n in zip(self.upsamplers, upsampler_steps or d.upsampler_steps):
+            for up, n in zip(self.upsamplers, upsampler_steps):
                 images = up.sample(resize(images, up.resolution // 2), steps=n, generator=g, sampler=sampler)
                 done(f"upsampler {up.resolution}")
         bar.close()
@@ -257,21 +336,35 @@ class UnCLIP:
                guidance: float | None = None, guidance_text: float = 1.0, clip_x0: bool | None = None,
                progress: bool = False, sampler: str | None = None) -> torch.Tensor:
         """Images from CLIP image embeddings z_i [N, D]: base resolution if upsample=False,
-        else through both upsamplers. x_T [N, 3, r, r] fixes the decoder's starting noise;
+        else through both upsamplers. z_i rows should be unit vectors, as CLIP's are: rows
+        far from unit length are normalised (with a warning), zero rows refused.
+        x_T [N, 3, r, r] fixes the decoder's starting noise;
         a given x_T is decoded with the inversion's step count and DDIM (it belongs to that
         schedule) unless `steps` / `sampler` say otherwise, and with the inversion's guidance.
         Without x_T the default sampler draws (pipe.defaults.sampler); eta > 0 is DDIM's.
-        clip_x0: clip each x0 prediction to [-1, 1]; by default off only for a given x_T at
-        eta = 0, where clipping would break the exact inverse of pipe.invert."""
+        captions: one for all, or one per z_i. clip_x0: clip each x0 prediction to [-1, 1];
+        by default off only for a given x_T at eta = 0, where clipping would break the exact
+        inverse of pipe.invert."""
         z_i = self._check_z(z_i)
-        self._check_settings(seed, steps, guidance)
-        if not 0.0 <= eta <= 1.0:
-            raise ValueError(f"eta must lie in [0, 1] (0: deterministic DDIM, 1: DDPM-like noise), got {eta}")
+        n = z_i.shape[0]
+        seed = check_seed(seed)
+        steps = self._steps(self.decoder, steps, "steps")
+        guidance = check_guidance(guidance)
+        guidance_text = check_guidance(guidance_text, "guidance_text", optional=False)
+        eta = check_eta(eta)
+        upsample = check_flag(upsample, "upsample")
+        upsampler_steps = self._upsampler_steps(None) if upsample else ()
+        if clip_x0 is not None:
+            clip_x0 = check_flag(clip_x0, "clip_x0")
         if sampler is None:
             sampler = "ddim" if (x_T is not None or eta > 0) else self.defaults.sampler
         sampler = self._sampler(sampler)
         if sampler == "dpm++" and eta > 0:
             raise ValueError(f"eta={eta} needs sampler='ddim' (DPM-Solver++ is deterministic)")
+        if captions is not None:
+            captions = self._captions_per_item(captions, n, "captions", "embedding")
+        if x_T is not None:
+            x_T = self._check_x_T(x_T, n)
         d = self.defaults
         text = mask = None
         if captions is not None:
@@ -279,33 +372,25 @@ class UnCLIP:
         steps = steps or (d.inversion_steps if x_T is not None else d.decoder_steps)
         if guidance is None:
             guidance = d.inversion_guidance if x_T is not None else d.decoder_guidance
-        if x_T is not None:
-            x_T = self._check_x_T(x_T, z_i.shape[0])
         if clip_x0 is None:
             clip_x0 = not (x_T is not None and eta == 0.0)  # a given x_T: keep the sampler invertible
         base = self.decoder.sample(z_i, text, mask, x_T=x_T, steps=steps, eta=eta, guidance_clip=guidance,
                                    guidance_text=guidance_text, generator=torch.Generator().manual_seed(seed),
                                    clip_x0=clip_x0, progress=progress, sampler=sampler)
-        return self.upsample(base, seed=seed) if upsample else base
-
-    def _check_x_T(self, x_T: torch.Tensor, n: int) -> torch.Tensor:
-        r = self.base_resolution
-        if not isinstance(x_T, torch.Tensor) or tuple(x_T.shape) != (n, 3, r, r):
-            raise ValueError(f"x_T must be a tensor [{n}, 3, {r}, {r}] (one base-resolution latent per z_i),"
-                             f" got {list(getattr(x_T, 'shape', [type(x_T).__name__]))}")
-        if not torch.isfinite(x_T).all():
-            raise ValueError("x_T contains NaN or infinite values")
-        return x_T.float()
+        return self._upsample(base, seed, upsampler_steps, self._sampler(None)) if upsample else base
 
     @torch.no_grad()
     def upsample(self, images, seed: int = 0, steps: tuple | None = None, sampler: str | None = None) -> torch.Tensor:
-        """Run base-resolution images through the upsampler cascade."""
-        x = as_image_batch(images)
-        self._check_batch(x.shape[0], "images")
-        self._check_settings(seed)
+        """Run images through the upsampler cascade (any size: the first stage reads them at
+        its input resolution). steps: one count per upsampler (default pipe.defaults.upsampler_steps)."""
+        seed = check_seed(seed)
+        steps = self._upsampler_steps(steps, "steps")
         sampler = self._sampler(sampler)
+        return self._upsample(as_image_batch(images, limit=self.defaults.max_batch), seed, steps, sampler)
+
+    def _upsample(self, x: torch.Tensor, seed: int, steps: tuple, sampler: str) -> torch.Tensor:
         g = torch.Generator().manual_seed(seed + 1)
-        for up, n in zip(self.upsamplers, steps or self.defaults.upsampler_steps):
+        for up, n in zip(self.upsamplers, steps):
             x = up.sample(resize(x, up.resolution // 2), steps=n, generator=g, sampler=sampler)
         return x
 
@@ -315,11 +400,17 @@ class UnCLIP:
         """DDIM inversion of the base decoder conditioned on z_i (from CLIP if not given):
         x_T [N, 3, r, r] such that decode(z_i, x_T, eta=0, upsample=False) gives back the
         images at base resolution. refine=0 is plain DDIM inversion; the default refines
-        each step by fixed-point iterations."""
-        x = as_image_batch(images)
-        self._check_batch(x.shape[0], "images")
-        self._check_settings(0, steps, guidance)
-        z_i = self.clip.encode_image(x) if z_i is None else self._check_z(z_i)
+        each step by fixed-point iterations (at most 100)."""
+        steps = self._steps(self.decoder, steps, "steps")
+        refine = _check_refine(refine)
+        guidance = check_guidance(guidance)
+        x = as_image_batch(images, limit=self.defaults.max_batch)
+        if z_i is not None:
+            z_i = self._check_z(z_i)
+            if z_i.shape[0] != x.shape[0]:
+                raise ValueError(f"z_i has {z_i.shape[0]} rows but images holds {x.shape[0]} images; give one "
+                                 "embedding per image, or z_i=None to compute them with CLIP")
+        z_i = self.clip.encode_image(x) if z_i is None else z_i
         d = self.defaults
         base = resize(x, self.base_resolution)
         return self.decoder.invert(base, z_i, steps=steps or d.inversion_steps,
@@ -335,16 +426,10 @@ class UnCLIP:
     @torch.no_grad()
     def encode(self, images, refine: int | None = None) -> Bipartite:
         """The bipartite latent of images [N, 3, H, W]: z_i [N, D] and x_T [N, 3, r, r]."""
-        x = as_image_batch(images)
+        refine = _check_refine(refine)
+        x = as_image_batch(images, limit=self.defaults.max_batch)
         z_i = self.clip.encode_image(x)
         return Bipartite(z_i, self.invert(x, z_i=z_i, refine=refine))
-
-    def _latent(self, images, latent: Bipartite | None) -> Bipartite:
-        if latent is not None:
-            return Bipartite(self._check_z(latent.z_i), self._check_x_T(latent.x_T, latent.z_i.shape[0]))
-        if images is None:
-            raise ValueError("give the images to manipulate (or their latent=pipe.encode(images))")
-        return self.encode(images)
 
     @torch.no_grad()
     def variations(self, images=None, n: int = 4, eta: float = 1.0, seed: int = 0, upsample: bool = True,
@@ -354,13 +439,28 @@ class UnCLIP:
         eta = 0 returns the reconstruction (n identical copies). Returns [N * n, 3, R, R],
         image 0's variations first. latent: a precomputed pipe.encode(images); guidance:
         the decoder's z_i guidance (default: the inversion's, so eta = 0 reconstructs)."""
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive integer, got {n!r}")
-        if not 0.0 <= eta <= 1.0:
-            raise ValueError(f"eta must lie in [0, 1] (0: the reconstruction, 1: DDPM-like noise), got {eta}")
-        z_i, x_T = self._latent(images, latent)
+        n = check_int(n, "n", 1, hint="a positive integer, the number of variations per image")
+        eta = check_eta(eta)
+        seed = check_seed(seed)
+        upsample = check_flag(upsample, "upsample")
+        guidance = check_guidance(guidance)
+        source = self._source(images, latent)
+        self._check_batch(self._count(source) * n, "variations (images x n)")
+        z_i, x_T = self._encoded(source)
         return self.decode(z_i.repeat_interleave(n, 0), x_T=x_T.repeat_interleave(n, 0), eta=eta, seed=seed,
                            upsample=upsample, guidance=guidance)
+
+    def _interpolation_ends(self, images_a, images_b, latents, need_x_T: bool) -> tuple:
+        """The two checked ends of an interpolation: Bipartite latents or image batches."""
+        if latents is not None:
+            if isinstance(latents, Bipartite) or not (isinstance(latents, (tuple, list)) and len(latents) == 2):
+                raise TypeError("latents must be a pair (pipe.encode(images_a), pipe.encode(images_b)), got "
+                                + ("one latent" if isinstance(latents, Bipartite) else type(latents).__name__))
+            return tuple(self._as_bipartite(lat, f"latents[{i}]", need_x_T) for i, lat in enumerate(latents))
+        if images_a is None or images_b is None:
+            raise ValueError("give both images_a and images_b (or latents=(pipe.encode(a), pipe.encode(b)))")
+        return (as_image_batch(images_a, "images_a", limit=self.defaults.max_batch),
+                as_image_batch(images_b, "images_b", limit=self.defaults.max_batch))
 
     @torch.no_grad()
     def interpolate(self, images_a=None, images_b=None, steps: int = 5, x_T: str = "slerp", seed: int = 0,
@@ -375,21 +475,20 @@ class UnCLIP:
 
         if x_T not in INTERPOLATION_MODES:
             raise ValueError(f"x_T must be one of {list(INTERPOLATION_MODES)}, got {x_T!r}")
-        if not isinstance(steps, int) or steps < 2:
-            raise ValueError(f"steps must be an integer >= 2 (the two ends included), got {steps!r}")
-        if latents is not None:
-            a, b = (self._latent(None, lat) for lat in latents)
+        steps = check_int(steps, "steps", 2, hint="the two ends included")
+        seed = check_seed(seed)
+        upsample = check_flag(upsample, "upsample")
+        ends = self._interpolation_ends(images_a, images_b, latents, need_x_T=x_T == "slerp")
+        n = self._count(ends[0])
+        if self._count(ends[1]) != n:
+            what = "the two latents" if latents is not None else "images_a and images_b"
+            raise ValueError(f"{what} must pair up: got {n} and {self._count(ends[1])} images")
+        self._check_batch(n * steps, "interpolate (pairs x steps)")
+        if x_T == "slerp":
+            a, b = (self._encoded(e) for e in ends)
         else:
-            if images_a is None or images_b is None:
-                raise ValueError("give both images_a and images_b (or latents=(pipe.encode(a), pipe.encode(b)))")
-            xa, xb = as_image_batch(images_a, "images_a"), as_image_batch(images_b, "images_b")
-            if xa.shape[0] != xb.shape[0]:
-                raise ValueError(f"images_a and images_b must pair up: got {xa.shape[0]} and {xb.shape[0]} images")
-            a = self.encode(xa) if x_T == "slerp" else Bipartite(self.clip.encode_image(xa), None)
-            b = self.encode(xb) if x_T == "slerp" else Bipartite(self.clip.encode_image(xb), None)
-        n, r = a.z_i.shape[0], self.base_resolution
-        if b.z_i.shape[0] != n:
-            raise ValueError(f"the two latents must pair up: got {n} and {b.z_i.shape[0]}")
+            a, b = (e if isinstance(e, Bipartite) else Bipartite(self.clip.encode_image(e), None) for e in ends)
+        r = self.base_resolution
         thetas = torch.linspace(0, 1, steps)
         z = torch.stack([slerp(a.z_i, b.z_i, float(th)) for th in thetas], 1).flatten(0, 1)  # [n*steps, D]
         g = torch.Generator().manual_seed(seed)
@@ -406,43 +505,101 @@ class UnCLIP:
                            steps=d.decoder_steps, guidance=d.decoder_guidance, clip_x0=True, sampler=d.sampler)
 
     @torch.no_grad()
-    def text_diff(self, images=None, from_caption="", to_caption="", thetas=(0.0, 0.25, 0.5),
+    def text_diff(self, images=None, from_caption=None, to_caption=None, thetas=(0.0, 0.25, 0.5),
                   seed: int = 0, upsample: bool = True, latent: Bipartite | None = None) -> torch.Tensor:
         """Edit images towards a new description (section 3.3): z_d = normalise(z_t - z_t0)
         from the CLIP text embeddings of to_caption (z_t) and from_caption (z_t0), then
         z_i' = slerp(z_i, z_d, theta), decoded with the image's inverted x_T held fixed, so
-        theta = 0 gives the input back. The captions are one string for every image or a
-        list with one per image. Returns [N * len(thetas), 3, R, R], image 0's row first."""
+        theta = 0 gives the input back. The captions (both required) are one string for
+        every image or a list with one per image; thetas lie in [0, 1]. Returns
+        [N * len(thetas), 3, R, R], image 0's row first."""
         from .latents import slerp, text_diff_direction
 
-        thetas = [float(t) for t in ([thetas] if isinstance(thetas, (int, float)) else thetas)]
-        if not thetas:
-            raise ValueError("thetas: give at least one value in [0, 1]")
-        if any(not 0.0 <= t <= 1.0 for t in thetas):
-            raise ValueError(f"thetas must lie in [0, 1] (0: the input, 1: the text direction itself), got {thetas}")
-        z_i, x_T = self._latent(images, latent)
-        n = z_i.shape[0]
-        pairs = []
-        for name, c in (("from_caption", from_caption), ("to_caption", to_caption)):
-            c = [c] * n if isinstance(c, str) else list(c)
-            if len(c) != n:
-                raise ValueError(f"{name}: give one caption, or one per image ({n}), got {len(c)}")
-            pairs.append(self.check_captions(c))
-        for source, target in zip(*pairs):
-            if source.strip().lower() == target.strip().lower():
-                raise ValueError(f"from_caption and to_caption are the same ({source!r}): a text diff needs two"
-                                 " different descriptions")
+        thetas = _check_thetas(thetas)
+        seed = check_seed(seed)
+        upsample = check_flag(upsample, "upsample")
+        for name, c, example in (("from_caption", from_caption, "what the image shows now, e.g. 'a red circle'"),
+                                 ("to_caption", to_caption, "what it should show, e.g. 'a blue circle'")):
+            if c is None:
+                raise TypeError(f"text_diff needs {name}: {example}")
+        source = self._source(images, latent)
+        n = self._count(source)
+        pairs = [self._captions_per_item(c, n, name, "image")
+                 for name, c in (("from_caption", from_caption), ("to_caption", to_caption))]
+        for source_caption, target in zip(*pairs):
+            if source_caption.strip().lower() == target.strip().lower():
+                raise ValueError(f"from_caption and to_caption are the same ({source_caption!r}): a text diff needs"
+                                 " two different descriptions; change to_caption")
+        k = len(thetas)
+        self._check_batch(n * k, "text_diff (images x thetas)")
+        z_i, x_T = self._encoded(source)
         z_t0, z_t = self.clip.encode_text(pairs[0]), self.clip.encode_text(pairs[1])
         z_d = text_diff_direction(z_t, z_t0)                                    # [N, D]
-        k = len(thetas)
         z = torch.stack([slerp(z_i, z_d, th) for th in thetas], 1).flatten(0, 1)  # [N*k, D]
         return self.decode(z, x_T=x_T.repeat_interleave(k, 0), eta=0.0, seed=seed, upsample=upsample)
 
+
+# z_i rows whose norm differs from 1 by more than this are normalised (CLIP's are unit vectors;
+# half-precision rounding stays well inside it); below ZERO_NORM a row has no direction
+UNIT_TOLERANCE, ZERO_NORM = 1e-2, 1e-6
+
+
+def _unit_rows(z: torch.Tensor, name: str) -> torch.Tensor:
+    """z [N, D] with every row of unit length: rows already close to it untouched (bit for bit),
+    others normalised with a warning; all-zero rows refused."""
+    norms = z.norm(dim=-1, keepdim=True)
+    zero = (norms[:, 0] < ZERO_NORM).nonzero().flatten().tolist()
+    if zero:
+        raise ValueError(f"{name}: row {zero[0]} is all zeros and has no direction; CLIP embeddings are unit vectors"
+                         " (to decode without an image embedding use generate(..., prior='caption'))")
+    off = (norms - 1).abs() > UNIT_TOLERANCE
+    if off.any():
+        i = int(off[:, 0].nonzero()[0])
+        warn_user(f"{name}: {int(off.sum())} of {z.shape[0]} rows are not unit vectors (row {i} has norm "
+                  f"{float(norms[i]):.3g}); CLIP embeddings are, so they were normalised. Pass unit vectors "
+                  "(F.normalize(z_i, dim=-1)) to silence this.")
+        z = torch.where(off, z / norms, z)
+    return z
+
+
+def _check_refine(refine) -> int | None:
+    return check_int(refine, "refine", 0, MAX_REFINE, optional=True,
+                     hint="fixed-point iterations per inversion step; 0: plain DDIM inversion, 3: the default")
+
+
+def _check_thetas(thetas) -> list[float]:
+    """text_diff's thetas: one number or a list (tuple, 1-D tensor or array) of numbers in [0, 1]."""
+    if isinstance(thetas, torch.Tensor):
+        if thetas.dim() > 1:
+            raise ValueError("thetas must be a number or a 1-D list of numbers in [0, 1], got shape "
+                             f"{list(thetas.shape)}")
+        thetas = thetas.reshape(-1).tolist()
+    if is_real(thetas):
+        thetas = [thetas]
+    if isinstance(thetas, (str, bytes, dict)) or not hasattr(thetas, "__iter__"):
+        raise TypeError("thetas must be a number or a list of numbers in [0, 1], got "
+                        f"{type(thetas).__name__} {thetas!r}")
+    thetas = list(thetas)
+    if not thetas:
+        raise ValueError("thetas: give at least one value in [0, 1]")
+    return [check_number(float(t) if isinstance(t, torch.Tensor) and t.numel() == 1 else t, f"thetas[{i}]", 0, 1,
+                         hint="0: the input, 1: the text direction itself") for i, t in enumerate(thetas)]
+
+
 def load_unclip(name: str = "shapes", priors: tuple = ("diffusion", "autoregressive")) -> UnCLIP:
-    """The shipped stack of the shapes world: CLIP, the priors named, decoder, upsamplers."""
+    """The shipped stack of the shapes world: CLIP, the priors named (a tuple of
+    "diffusion" and / or "autoregressive", or () for none), decoder, upsamplers."""
     from .prior import load_prior
 
     if name != "shapes":
         raise KeyError(f"unknown unCLIP stack {name!r}; known: ['shapes']")
+    priors = (priors,) if isinstance(priors, str) else priors
+    if not isinstance(priors, (tuple, list)):
+        raise TypeError(f"priors must be a tuple of prior names such as ('diffusion', 'autoregressive'), got "
+                        f"{type(priors).__name__}")
+    unknown = [p for p in priors if p not in SHIPPED_PRIORS]
+    if unknown:
+        raise ValueError(f"priors: unknown {unknown}; choose from {list(SHIPPED_PRIORS)}, e.g. priors=('diffusion',)"
+                         " (or () for none)")
     return UnCLIP(load_clip("shapes"), load_decoder("shapes"), [load_upsampler("up64"), load_upsampler("up128")],
                   priors={p: load_prior(p) for p in priors})
