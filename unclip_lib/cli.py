@@ -10,14 +10,30 @@ Your own captioned images (a folder with .txt captions, a .csv/.jsonl index, or 
     unclip-lab train prior --kind diffusion --cache cache/photos --export my_prior.safetensors
     unclip-lab train decoder --cache cache/photos --export my_decoder.safetensors
     torchrun --nproc_per_node 2 -m unclip_lib.cli train prior --kind diffusion --cache cache/photos
+
+Every argument (and every output path) is checked before torch or a model loads: a bad one
+stops the command at once with one line naming the fix, and exit status 2.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
-import torch
+from .checks import (IMAGE_SUFFIXES, MAX_BATCH, SCHEDULE_STEPS, check_captions, check_guidance, check_input_path,
+                     check_int, check_number, check_output_file, check_output_folder, check_seed, check_steps,
+                     is_foreign_weights)
+
+# torch is imported by the commands that run, after their arguments are checked: a bad
+# argument then costs no more than starting Python.
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line: 'unclip-lab generate: argument -n: ... (see --help)'."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _train_args(p: argparse.ArgumentParser, steps: int, batch: int, lr: float) -> None:
@@ -35,9 +51,8 @@ def _train_args(p: argparse.ArgumentParser, steps: int, batch: int, lr: float) -
                    help="mixed precision for the forward pass (fp16 uses a gradient scaler)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="unclip-lab", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="unclip-lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train a component")
     tsub = train.add_subparsers(dest="component", required=True)
@@ -85,64 +100,153 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("demo", help="render the demo gallery to a folder")
     p.add_argument("--out", default="outputs")
     p.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    return parser
 
-    if args.command == "train":
-        from .train import TrainConfig, train_clip, train_decoder, train_evaluator, train_prior, train_upsampler
 
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                          checkpoint_every=args.checkpoint_every, log_every=args.log_every, device=args.device,
-                          precision=args.precision)
-        run_dir = args.run_dir or f"runs/{getattr(args, 'stage', None) or args.component}"
-        if args.component == "prior":
-            run_dir = args.run_dir or f"runs/prior_{args.kind}"
-        if args.component == "clip":
-            train_clip(run_dir, args.preset, cfg, export=args.export)
-        elif args.component == "prior":
-            cfg.weight_decay, cfg.ema, cfg.warmup = 0.01, 0.999, 200
-            train_prior(args.kind, run_dir, args.preset, cfg, export=args.export, cache=args.cache,
-                        validate=args.validate)
-        elif args.component == "evaluator":
-            cfg.weight_decay = 0.01
-            train_evaluator(run_dir, cfg, export=args.export)
+# ----------------------------------------------------------------------------- checks, before any work
+
+_DEVICE = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)")
+
+
+def _check_device(device: str, name: str = "--device") -> None:
+    if not _DEVICE.fullmatch(device):
+        raise ValueError(f"{name} must be auto, cpu, cuda, cuda:N or mps, got {device!r}")
+
+
+def _check_weights(path, name: str) -> None:
+    """A .safetensors file that exists."""
+    check_input_path(path, name, "file", suffixes=(".safetensors",))
+
+
+def _check_train(args) -> None:
+    check_int(args.steps, "--steps", 1)
+    check_int(args.batch_size, "--batch-size", 1)
+    if not check_number(args.lr, "--lr", 0, hint="a learning rate such as 1e-3") > 0:
+        raise ValueError(f"--lr must be a number > 0 (a learning rate such as 1e-3), got {args.lr}")
+    check_seed(args.seed, "--seed")
+    check_int(args.checkpoint_every, "--checkpoint-every", 1)
+    check_int(args.log_every, "--log-every", 1)
+    check_int(args.threads, "--threads", 1, optional=True)
+    _check_device(args.device)
+    if args.run_dir is not None:
+        check_output_folder(args.run_dir, "--run-dir")
+    if args.export is not None:
+        check_output_file(args.export, "--export", (".safetensors",), create_folders=True)
+    if getattr(args, "validate", None) is not None:
+        check_int(args.validate, "--validate", 0, hint="0: no validation")
+    if getattr(args, "init", None) is not None:
+        _check_weights(args.init, "--init")
+    if getattr(args, "cache", None) is not None:
+        check_input_path(args.cache, "--cache", "folder")
+
+
+def _check_cache(args) -> None:
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        raise ValueError("runs in one process (its shards are numbered in order); run it without torchrun, then "
+                         "train under torchrun from the cache")
+    if not any(c in args.source for c in "{*?["):          # a shard pattern is expanded by the reader
+        check_input_path(args.source, "source", kind="any")
+    check_output_folder(args.out, "out")
+    if args.clip.endswith(".safetensors") or is_foreign_weights(args.clip):
+        _check_weights(args.clip, "--clip")
+    check_int(args.images, "--images", 8, 1024, optional=True, hint="the image side stored, e.g. 32")
+    check_int(args.shard_size, "--shard-size", 1)
+    check_int(args.batch_size, "--batch-size", 1)
+    _check_device(args.device)
+
+
+def _check_generate(args) -> None:
+    captions = check_captions(args.captions, "captions")
+    n = check_int(args.samples, "-n/--samples", 1, MAX_BATCH, hint="images per caption")
+    if n * len(captions) > MAX_BATCH:
+        raise ValueError(f"-n/--samples: {n} images for each of {len(captions)} captions makes {n * len(captions)};"
+                         f" one run samples at most {MAX_BATCH}, so give fewer captions or a smaller -n")
+    check_output_file(args.out, "-o/--out", IMAGE_SUFFIXES)
+    check_seed(args.seed, "--seed")
+    check_guidance(args.prior_guidance, "--prior-guidance")
+    check_guidance(args.decoder_guidance, "--decoder-guidance")
+    check_steps(args.decoder_steps, "--decoder-steps", SCHEDULE_STEPS)
+
+
+def _check_demo(args) -> None:
+    check_output_folder(args.out, "--out")
+    check_seed(args.seed, "--seed")
+
+
+CHECKS = {"train": _check_train, "cache": _check_cache, "generate": _check_generate, "demo": _check_demo}
+
+
+def _fail(command: str, err: BaseException) -> int:
+    """Print an error on one line (its own lines joined) and return the exit status 2."""
+    text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    print(f"{command}: " + "; ".join(line.strip() for line in str(text).splitlines() if line.strip()),
+          file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = f"unclip-lab {args.command}" + (f" {args.component}" if args.command == "train" else "")
+    try:
+        CHECKS[args.command](args)
+    except (TypeError, ValueError) as err:
+        return _fail(command, err)
+    try:
+        return RUN[args.command](args)
+    except (ValueError, KeyError, FileNotFoundError) as err:   # what the library raises for bad input
+        return _fail(command, err)
+
+
+# ----------------------------------------------------------------------------- the commands
+
+def _train(args) -> int:
+    import torch
+
+    from .train import TrainConfig, train_clip, train_decoder, train_evaluator, train_prior, train_upsampler
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                      checkpoint_every=args.checkpoint_every, log_every=args.log_every, device=args.device,
+                      precision=args.precision)
+    run_dir = args.run_dir or f"runs/{getattr(args, 'stage', None) or args.component}"
+    if args.component == "prior":
+        run_dir = args.run_dir or f"runs/prior_{args.kind}"
+    if args.component == "clip":
+        train_clip(run_dir, args.preset, cfg, export=args.export)
+    elif args.component == "prior":
+        cfg.weight_decay, cfg.ema, cfg.warmup = 0.01, 0.999, 200
+        train_prior(args.kind, run_dir, args.preset, cfg, export=args.export, cache=args.cache,
+                    validate=args.validate)
+    elif args.component == "evaluator":
+        cfg.weight_decay = 0.01
+        train_evaluator(run_dir, cfg, export=args.export)
+    else:
+        # diffusion models: no weight decay, EMA weights are what ships
+        cfg.weight_decay, cfg.ema, cfg.warmup = 0.0, 0.999, 200
+        if args.component == "decoder":
+            train_decoder(run_dir, args.preset, cfg, export=args.export, validate=args.validate,
+                          cache=args.cache, init=args.init)
         else:
-            # diffusion models: no weight decay, EMA weights are what ships
-            cfg.weight_decay, cfg.ema, cfg.warmup = 0.0, 0.999, 200
-            if args.component == "decoder":
-                train_decoder(run_dir, args.preset, cfg, export=args.export, validate=args.validate,
-                              cache=args.cache, init=args.init)
-            else:
-                train_upsampler(args.stage, run_dir, cfg, export=args.export, init=args.init, preset=args.preset)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()   # a torchrun job: leave the group cleanly
-        return 0
-    if args.command == "cache":
-        from .clip import load_clip
-        from .data import CaptionedImages
-        from .distributed import pick_device
-        from .embedding_cache import build_embedding_cache
+            train_upsampler(args.stage, run_dir, cfg, export=args.export, init=args.init, preset=args.preset)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()   # a torchrun job: leave the group cleanly
+    return 0
 
-        if int(os.environ.get("WORLD_SIZE", 1)) > 1:
-            print("unclip-lab cache runs in one process (its shards are numbered in order); run it without "
-                  "torchrun, then train under torchrun from the cache", file=sys.stderr)
-            return 2
-        clip = load_clip(args.clip, pretrained=args.pretrained, device=pick_device(args.device))
-        data = CaptionedImages(args.source, resolution=clip.image_size, rank=0, world_size=1)
-        m = build_embedding_cache(data, clip, args.out, shard_size=args.shard_size, batch_size=args.batch_size,
-                                  images=args.images, total=data.record_count())
-        skipped = ", ".join(f"{n} {why}" for why, n in m.get("skipped", {}).items()) or "none"
-        print(f"{args.out}: {m['count']} examples in {len(m['shards'])} shards (CLIP {m['clip']}); skipped: {skipped}")
-        return 0
-    if args.command == "generate":
-        return _generate(args)
-    if args.command == "demo":
-        from .demo import make_demo
 
-        make_demo(args.out, seed=args.seed)
-        return 0
-    return 1
+def _cache(args) -> int:
+    from .clip import load_clip
+    from .data import CaptionedImages
+    from .distributed import pick_device
+    from .embedding_cache import build_embedding_cache
+
+    clip = load_clip(args.clip, pretrained=args.pretrained, device=pick_device(args.device))
+    data = CaptionedImages(args.source, resolution=clip.image_size, rank=0, world_size=1)
+    m = build_embedding_cache(data, clip, args.out, shard_size=args.shard_size, batch_size=args.batch_size,
+                              images=args.images, total=data.record_count())
+    skipped = ", ".join(f"{n} {why}" for why, n in m.get("skipped", {}).items()) or "none"
+    print(f"{args.out}: {m['count']} examples in {len(m['shards'])} shards (CLIP {m['clip']}); skipped: {skipped}")
+    return 0
 
 
 def _generate(args) -> int:
@@ -151,16 +255,8 @@ def _generate(args) -> int:
     from .pipeline import load_unclip
     from .viz import grid
 
-    if args.samples < 1:
-        print("unclip-lab generate: -n must be at least 1", file=sys.stderr)
-        return 2
     pipe = load_unclip("shapes")
-    captions = [c for c in args.captions for _ in range(args.samples)]
-    try:
-        pipe.check_captions(captions)
-    except (ValueError, TypeError) as err:
-        print(f"unclip-lab generate: {err}", file=sys.stderr)
-        return 2
+    captions = pipe.check_captions([c for c in args.captions for _ in range(args.samples)])
     t = time.perf_counter()
     images = pipe.generate(captions, prior=args.prior, seed=args.seed, prior_guidance=args.prior_guidance,
                            decoder_guidance=args.decoder_guidance, decoder_steps=args.decoder_steps,
@@ -169,6 +265,16 @@ def _generate(args) -> int:
     print(f"wrote {args.out}: {len(images)} images at {images.shape[-1]} px "
           f"({args.prior} prior) in {time.perf_counter() - t:.1f} s")
     return 0
+
+
+def _demo(args) -> int:
+    from .demo import make_demo
+
+    make_demo(args.out, seed=args.seed)
+    return 0
+
+
+RUN = {"train": _train, "cache": _cache, "generate": _generate, "demo": _demo}
 
 
 if __name__ == "__main__":
