@@ -138,8 +138,8 @@ class UnCLIP:
                      for i, (up, n) in enumerate(zip(self.upsamplers, steps)))
 
     def _check_z(self, z_i, name: str = "z_i") -> torch.Tensor:
-        """CLIP image embeddings [N, D] for the decoder: finite, of its width, unit length
-        (rows far from unit length are normalised, with a warning; zero rows are refused)."""
+        """CLIP image embeddings [N, D] for the decoder: finite, of its width, no zero rows
+        (float32; `_unit_length` then normalises rows far from unit length, with a warning)."""
         if not isinstance(z_i, torch.Tensor):
             raise TypeError(f"{name} must be a tensor [N, D] of CLIP image embeddings (e.g. "
                             f"pipe.clip.encode_image(images)), got {type(z_i).__name__}")
@@ -157,7 +157,11 @@ class UnCLIP:
         self._check_batch(z_i.shape[0], name)
         if not torch.isfinite(z_i).all():
             raise ValueError(f"{name} contains NaN or infinite values; give finite CLIP embeddings")
-        return _unit_rows(z_i.float(), name)
+        zero = (z_i.norm(dim=-1) < ZERO_NORM).nonzero().flatten().tolist()
+        if zero:
+            raise ValueError(f"{name}: row {zero[0]} is all zeros and has no direction; CLIP embeddings are unit "
+                             "vectors (to decode without an image embedding use generate(..., prior='caption'))")
+        return z_i.float()
 
     def _check_x_T(self, x_T, n: int, name: str = "x_T") -> torch.Tensor:
         r = self.base_resolution
@@ -366,6 +370,7 @@ class UnCLIP:
             captions = self._captions_per_item(captions, n, "captions", "embedding")
         if x_T is not None:
             x_T = self._check_x_T(x_T, n)
+        z_i = _unit_length(z_i)
         d = self.defaults
         text = mask = None
         if captions is not None:
@@ -411,7 +416,7 @@ class UnCLIP:
             if z_i.shape[0] != x.shape[0]:
                 raise ValueError(f"z_i has {z_i.shape[0]} rows but images holds {x.shape[0]} images; give one "
                                  "embedding per image, or z_i=None to compute them with CLIP")
-        z_i = self.clip.encode_image(x) if z_i is None else z_i
+        z_i = self.clip.encode_image(x) if z_i is None else _unit_length(z_i)
         d = self.defaults
         base = resize(x, self.base_resolution)
         return self.decoder.invert(base, z_i, steps=steps or d.inversion_steps,
@@ -545,14 +550,10 @@ class UnCLIP:
 UNIT_TOLERANCE, ZERO_NORM = 1e-2, 1e-6
 
 
-def _unit_rows(z: torch.Tensor, name: str) -> torch.Tensor:
-    """z [N, D] with every row of unit length: rows already close to it untouched (bit for bit),
-    others normalised with a warning; all-zero rows refused."""
+def _unit_length(z: torch.Tensor, name: str = "z_i") -> torch.Tensor:
+    """z [N, D] (checked: no zero rows) with every row of unit length: rows already close to
+    it untouched (bit for bit), the others normalised with a warning."""
     norms = z.norm(dim=-1, keepdim=True)
-    zero = (norms[:, 0] < ZERO_NORM).nonzero().flatten().tolist()
-    if zero:
-        raise ValueError(f"{name}: row {zero[0]} is all zeros and has no direction; CLIP embeddings are unit vectors"
-                         " (to decode without an image embedding use generate(..., prior='caption'))")
     off = (norms - 1).abs() > UNIT_TOLERANCE
     if off.any():
         i = int(off[:, 0].nonzero()[0])
