@@ -140,12 +140,18 @@ def gaussian_ode_solution(d, x_T, t_start):
     return MU + S * z
 
 
-def test_dpm_solver_converges_at_second_order_on_the_exact_gaussian_ode():
+def gaussian_ode_problem(seed):
+    """An eps-prediction diffusion with the exact Gaussian model, 256 starting points, and the
+    mean error of a sample against the ODE's exact end point."""
     d = GaussianDiffusion("linear", 1000, prediction="eps")
-    x_T = torch.randn(256, 4, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    x_T = torch.randn(256, 4, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     exact = gaussian_ode_solution(d, x_T, 999)
     model = lambda x, t: gaussian_eps(d)(x, t).to(x.dtype)  # noqa: E731
-    err = lambda x: (x - exact).abs().mean().item()  # noqa: E731
+    return d, model, x_T, lambda x: (x - exact).abs().mean().item()
+
+
+def test_dpm_solver_converges_at_second_order_on_the_exact_gaussian_ode():
+    d, model, x_T, err = gaussian_ode_problem(seed=5)
     ddim = {n: err(d.ddim_sample(model, x_T=x_T, steps=n)) for n in (10, 20, 50)}
     dpm = {n: err(d.dpm_solver_sample(model, x_T=x_T, steps=n)) for n in (10, 20, 40, 50)}
     assert all(dpm[n] < ddim[n] for n in (10, 20, 50)), (dpm, ddim)
@@ -224,11 +230,7 @@ def test_logsnr_timesteps_are_distinct_and_even_in_lambda():
 
 
 def test_dpm_solver_on_logsnr_timesteps_beats_ddim_on_the_gaussian_ode():
-    d = GaussianDiffusion("linear", 1000, prediction="eps")
-    x_T = torch.randn(256, 4, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
-    exact = gaussian_ode_solution(d, x_T, 999)
-    model = lambda x, t: gaussian_eps(d)(x, t).to(x.dtype)  # noqa: E731
-    err = lambda x: (x - exact).abs().mean().item()  # noqa: E731
+    d, model, x_T, err = gaussian_ode_problem(seed=9)
     dpm10 = err(d.sample(model, x_T=x_T, steps=10, sampler="dpm++"))        # logsnr by default
     assert dpm10 < err(d.ddim_sample(model, x_T=x_T, steps=50))
     assert dpm10 < err(d.dpm_solver_sample(model, x_T=x_T, steps=10, spacing="uniform"))
