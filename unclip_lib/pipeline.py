@@ -124,9 +124,10 @@ class UnCLIP:
 
     def _upsampler_steps(self, steps, name: str = "upsampler_steps") -> tuple[int, ...]:
         """One step count per upsampler stage (None: pipe.defaults.upsampler_steps)."""
-        if steps is None:
-            steps = self.defaults.upsampler_steps
         stages = [up.resolution for up in self.upsamplers]
+        if steps is None:  # the defaults name one count per shipped stage; a custom cascade takes a prefix
+            default = tuple(self.defaults.upsampler_steps)
+            steps = tuple(default[min(i, len(default) - 1)] for i in range(len(stages)))
         if isinstance(steps, (str, bytes)) or not isinstance(steps, (tuple, list)):
             raise TypeError(f"{name} must be a tuple of {len(stages)} step counts, one per upsampler "
                             f"({', '.join(f'{r} px' for r in stages)}), e.g. {tuple(self.defaults.upsampler_steps)},"
