@@ -3,6 +3,7 @@
     unclip-lab train clip --steps 2000 --export data/clip_shapes.safetensors
     unclip-lab train evaluator --export data/evaluator_shapes.safetensors
     unclip-lab generate "a small red triangle" -n 8 -o grid.png
+    unclip-lab edit scene.png "a blue star on the left" --box 0 0 16 32 -o edited.png
     unclip-lab demo --out outputs
 
 Your own captioned images (a folder with .txt captions, a .csv/.jsonl index, or tar shards):
@@ -97,6 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoder-guidance", type=float, default=None)
     p.add_argument("--decoder-steps", type=int, default=None)
     p.add_argument("--base", action="store_true", help="stop at the decoder's base resolution")
+    p = sub.add_parser("edit", help="redraw a box of an image from a caption (inpainting), keeping the rest")
+    p.add_argument("image", help="the image to edit (PNG, JPEG, ...; square, or centre-cropped to a square)")
+    p.add_argument("caption", help="what the image should show, e.g. 'a blue star on the left' (quote it)")
+    p.add_argument("--box", type=int, nargs=4, metavar=("X0", "Y0", "X1", "Y1"), required=True,
+                   help="the region to redraw in pixels of the (cropped) image: columns X0..X1-1, rows Y0..Y1-1")
+    p.add_argument("-o", "--out", default="edit.png", help="the edited image to write")
+    p.add_argument("--prior", default="diffusion", choices=["diffusion", "autoregressive"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resample", type=int, default=None, help="RePaint's jumps back per step (default 4)")
+    p.add_argument("--base", action="store_true", help="stop at the decoder's base resolution")
     p = sub.add_parser("demo", help="render the demo gallery to a folder")
     p.add_argument("--out", default="outputs")
     p.add_argument("--seed", type=int, default=0)
@@ -168,12 +179,24 @@ def _check_generate(args) -> None:
     check_steps(args.decoder_steps, "--decoder-steps", SCHEDULE_STEPS)
 
 
+def _check_edit(args) -> None:
+    check_input_path(args.image, "image", "file", IMAGE_SUFFIXES)
+    check_captions([args.caption], "caption")
+    check_output_file(args.out, "-o/--out", IMAGE_SUFFIXES)
+    check_seed(args.seed, "--seed")
+    check_int(args.resample, "--resample", 1, 100, optional=True, hint="1: no resampling")
+    x0, y0, x1, y1 = args.box
+    if x1 <= x0 or y1 <= y0 or min(args.box) < 0:
+        raise ValueError(f"--box X0 Y0 X1 Y1 must satisfy 0 <= X0 < X1 and 0 <= Y0 < Y1 (pixels), got {args.box}")
+
+
 def _check_demo(args) -> None:
     check_output_folder(args.out, "--out")
     check_seed(args.seed, "--seed")
 
 
-CHECKS = {"train": _check_train, "cache": _check_cache, "generate": _check_generate, "demo": _check_demo}
+CHECKS = {"train": _check_train, "cache": _check_cache, "generate": _check_generate, "edit": _check_edit,
+          "demo": _check_demo}
 
 
 def _fail(command: str, err: BaseException) -> int:
@@ -267,6 +290,35 @@ def _generate(args) -> int:
     return 0
 
 
+def _edit(args) -> int:
+    import time
+
+    from PIL import Image, UnidentifiedImageError
+
+    from .edits import box_mask
+    from .images import as_image_batch, center_crop
+    from .pipeline import load_unclip
+
+    try:
+        with Image.open(args.image) as img:
+            image = center_crop(as_image_batch(img, "image"))
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"image: cannot read {args.image} as an image ({err})") from err
+    size = image.shape[-1]
+    x0, y0, x1, y1 = args.box
+    if max(x1, y1) > size:
+        raise ValueError(f"--box {x0} {y0} {x1} {y1} reaches beyond the image, which is {size} x {size} pixels"
+                         " (after centre-cropping); keep X1 and Y1 at most " + str(size))
+    pipe = load_unclip("shapes", priors=(args.prior,))
+    t = time.perf_counter()
+    out = pipe.inpaint(image, box_mask(x0, y0, x1, y1, size), caption=args.caption, prior=args.prior,
+                       seed=args.seed, resample=args.resample, upsample=not args.base, progress=True)
+    Image.fromarray((out[0].permute(1, 2, 0).numpy() * 255).round().astype("uint8")).save(args.out)
+    print(f"wrote {args.out}: {out.shape[-1]} px, box ({x0}, {y0})-({x1}, {y1}) of {size} px redrawn as "
+          f"{args.caption!r} in {time.perf_counter() - t:.1f} s")
+    return 0
+
+
 def _demo(args) -> int:
     from .demo import make_demo
 
@@ -274,7 +326,7 @@ def _demo(args) -> int:
     return 0
 
 
-RUN = {"train": _train, "cache": _cache, "generate": _generate, "demo": _demo}
+RUN = {"train": _train, "cache": _cache, "generate": _generate, "edit": _edit, "demo": _demo}
 
 
 if __name__ == "__main__":

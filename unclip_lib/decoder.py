@@ -444,6 +444,21 @@ class DiffusionDecoder(_DiffusionModel):
         fn = self.model_fn(z_i, None, None, guidance_clip)
         return self.diffusion.ddim_invert(fn, images * 2 - 1, steps=steps, refine=refine, progress=progress)
 
+    @torch.no_grad()
+    def inpaint(self, images: torch.Tensor, mask: torch.Tensor, z_i: torch.Tensor | None, text=None,
+                text_mask=None, steps: int = 25, resample: int = 4, eta: float = 1.0, guidance_clip: float = 3.0,
+                guidance_text: float = 1.0, generator: torch.Generator | None = None,
+                progress: bool = False) -> torch.Tensor:
+        """images [N, 3, R, R] in [0, 1] with the region where mask [N, 1, R, R] is 1 redrawn
+        from z_i (and / or caption tokens) by RePaint sampling (`GaussianDiffusion.repaint_sample`;
+        model calls: steps x resample, each guided). Pixels where mask = 0 are kept exactly."""
+        from .edits import composite
+
+        fn = self.model_fn(z_i, text, text_mask, guidance_clip, guidance_text)
+        x = self.diffusion.repaint_sample(fn, images * 2 - 1, 1 - mask, steps=steps, resample=resample, eta=eta,
+                                          generator=generator, clip_x0=1.0, progress=progress)
+        return composite(((x + 1) / 2).clamp(0, 1), images, mask)
+
     def loss(self, images: torch.Tensor, z_i: torch.Tensor, text, text_mask, generator: torch.Generator,
              p_clip: float = 0.1, p_text: float = 0.5) -> torch.Tensor:
         """Training loss on images [N, 3, R, R] in [0, 1] with condition dropout."""

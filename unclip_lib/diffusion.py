@@ -308,6 +308,48 @@ class GaussianDiffusion:
         return self.ddim_sample(model_fn, shape, x_T, steps, eta, generator, clip_x0=clip_x0, progress=progress,
                                 spacing=spacing)
 
+    def repaint_sample(self, model_fn: ModelFn, known: torch.Tensor, keep: torch.Tensor,
+                       x_T: torch.Tensor | None = None, steps: int = 25, resample: int = 4, eta: float = 1.0,
+                       generator: torch.Generator | None = None, clip_x0: float | None = None,
+                       progress: bool = False) -> torch.Tensor:
+        """Inpainting by sampling (RePaint, Lugmayr et al. 2022) with an unconditional-region model.
+
+        known [N, C, H, W]: the data whose kept pixels stay; keep [N, 1 or C, H, W] in [0, 1]:
+        1 where known is kept. At every step the model's DDIM step (eta: its noise) makes the
+        region, and the kept pixels are the known data noised to the same level, q(x_t | x_0),
+        so the model always sees them at the noise level it expects. The model only sees
+        the kept pixels through that noisy composite, so the two halves can disagree at the
+        seam: `resample` - 1 times per step the composite is noised back to the step's level
+        (x_t = sqrt(a_t / a_prev) x_prev + sqrt(1 - a_t / a_prev) z, one diffusion jump) and
+        the step redone, which lets the region harmonise with what is kept (RePaint's
+        jumps of length 1). resample = 1 is the plain replacement method; model calls:
+        steps x resample. The result holds `known` exactly where keep = 1."""
+        if not 0 < eta <= 1:
+            raise ValueError(f"repaint_sample needs noise at every step: eta in (0, 1], got {eta}")
+        if resample < 1:
+            raise ValueError(f"resample must be at least 1, got {resample}")
+        if keep.shape[0] != known.shape[0] or keep.shape[-2:] != known.shape[-2:]:
+            raise ValueError(f"keep {list(keep.shape)} must match known {list(known.shape)} in batch and size")
+        draw = lambda: torch.randn(known.shape, generator=generator).to(known.device)  # noqa: E731
+        x = draw() if x_T is None else x_T
+        ts = self.timesteps(steps)
+        pairs = list(zip(ts[::-1], ts[::-1][1:] + [-1]))
+        for t, t_prev in tqdm(pairs, disable=not progress, desc="repaint"):
+            tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+            for u in range(resample if t_prev >= 0 else 1):
+                if u:  # one jump back: the composite noised from t_prev's level to t's
+                    a = self.alpha_bar(t) / self.alpha_bar(t_prev)
+                    x = math.sqrt(a) * x + math.sqrt(1 - a) * draw()
+                x0, eps = self.predict(model_fn, x, tt, clip_x0)
+                if t_prev < 0:
+                    region, kept = x0, known
+                else:
+                    region = self.ddim_step(x, x0, eps, t, t_prev, eta, draw())
+                    a_prev = self.alpha_bar(t_prev)
+                    kept = math.sqrt(a_prev) * known + math.sqrt(1 - a_prev) * draw()
+                x = torch.lerp(region, kept, keep)
+        return x
+
     def ddim_invert(self, model_fn: ModelFn, x0: torch.Tensor, steps: int = 50, eta: float = 0.0,
                     refine: int = 0, progress: bool = False) -> torch.Tensor:
         """Run the eta = 0 DDIM ODE forwards, data -> x_T, so ddim_sample(x_T=...) returns x0.

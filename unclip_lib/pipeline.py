@@ -42,6 +42,8 @@ class SamplingDefaults:
     # extrapolates between two predictions and makes the DDIM ODE much harder to invert
     # (naive inversion of 32 px images: ~43 dB at guidance 1 against ~32 dB at 3; BENCHMARKS.md)
     inversion_guidance: float = 1.0
+    inpaint_steps: int = 25           # RePaint: decoder steps, each redone inpaint_resample times
+    inpaint_resample: int = 4
     prior_steps: int = 64             # diffusion prior DDIM steps
     prior_guidance: float = 2.0       # classifier-free guidance of either prior
     prior_candidates: int = 2         # best-of-n by z_i . z_t (diffusion prior; the paper's 2)
@@ -544,6 +546,75 @@ class UnCLIP:
         z_d = text_diff_direction(z_t, z_t0)                                    # [N, D]
         z = torch.stack([slerp(z_i, z_d, th) for th in thetas], 1).flatten(0, 1)  # [N*k, D]
         return self.decode(z, x_T=x_T.repeat_interleave(k, 0), eta=0.0, seed=seed, upsample=upsample)
+
+    # ------------------------------------------------------------------ edits
+
+    @torch.no_grad()
+    def inpaint(self, images, mask, caption=None, z_i: torch.Tensor | None = None, prior: str = "diffusion",
+                seed: int = 0, steps: int | None = None, resample: int | None = None, eta: float = 1.0,
+                guidance: float | None = None, upsample: bool = True, prior_steps: int | None = None,
+                progress: bool = False) -> torch.Tensor:
+        """Redraw the masked region of images so that the whole image fits a caption (through a
+        prior's z_i, as generate() does) or a given image embedding z_i [N or 1, D]; every
+        pixel outside the mask is kept exactly, at the base resolution and, with upsample, at
+        the full one (the input resized to it). mask: 1 / True where the image is redrawn
+        (`edits.as_mask` lists the forms; `edits.box_mask` makes boxes). RePaint sampling of
+        the base decoder (steps, resample: its jumps back per step; eta > 0), then the
+        upsamplers with the kept pixels composited back at every stage.
+        An empty mask returns the input, a full one is plain decoding (both with a warning).
+        Returns [N, 3, R, R]."""
+        from .edits import as_mask, composite, mask_at
+
+        seed = check_seed(seed)
+        steps = self._steps(self.decoder, steps, "steps")
+        resample = check_int(resample, "resample", 1, 100, optional=True,
+                             hint="how often each step is redone to harmonise the region (1: no resampling)")
+        eta = check_eta(eta)
+        if eta == 0:
+            raise ValueError("eta must be > 0 for inpainting: the kept pixels are re-noised at every step and the "
+                             "region needs its own noise to follow them (1.0, the default, is RePaint's)")
+        guidance = check_guidance(guidance)
+        upsample = check_flag(upsample, "upsample")
+        upsampler_steps = self._upsampler_steps(None) if upsample else ()
+        if (caption is None) == (z_i is None):
+            raise ValueError("inpaint needs exactly one of caption (what the image should show, e.g. 'a blue star on"
+                             " the left') or z_i (an image embedding, e.g. pipe.clip.encode_image(other))")
+        if caption is not None:
+            model = self.prior(prior)
+            prior_steps = self._steps(model, prior_steps, "prior_steps")
+        x = as_image_batch(images, limit=self.defaults.max_batch)
+        n = x.shape[0]
+        mask = as_mask(mask, n)
+        if caption is not None:
+            captions = self.check_captions(self._captions_per_item(caption, n, "caption", "image"), "caption")
+        else:
+            z_i = self._check_z(z_i)
+            if z_i.shape[0] not in (1, n):
+                raise ValueError(f"z_i has {z_i.shape[0]} rows for {n} images; give one embedding, or one per image")
+            z_i = _unit_length(z_i).expand(n, -1)
+        size = self.resolution if upsample else self.base_resolution
+        if not (mask > 0).any():
+            warn_user("inpaint: the mask is empty (all zeros), so nothing is redrawn and the input is returned "
+                      f"(at {size} px); mark the region to redraw with ones")
+            return resize(x, size)
+        if (mask == 1).all():
+            warn_user("inpaint: the mask covers the whole image, so nothing is kept: this is plain "
+                      "generation from the caption or z_i")
+        d = self.defaults
+        if caption is not None:
+            z_i, _ = self._sample_z_i(captions, prior, seed, None, prior_steps, self._sampler(None))
+        r = self.base_resolution
+        base_mask = mask_at(mask, r)
+        out = self.decoder.inpaint(resize(x, r), base_mask, z_i, steps=steps or d.inpaint_steps,
+                                   resample=resample or d.inpaint_resample, eta=eta,
+                                   guidance_clip=d.decoder_guidance if guidance is None else guidance,
+                                   generator=torch.Generator().manual_seed(seed + 1), progress=progress)
+        g = torch.Generator().manual_seed(seed + 2)
+        sampler = self._sampler(None)
+        for up, k in zip(self.upsamplers, upsampler_steps):
+            out = up.sample(resize(out, up.resolution // 2), steps=k, generator=g, sampler=sampler)
+            out = composite(out, resize(x, up.resolution), mask_at(mask, up.resolution))
+        return out
 
 
 # z_i rows whose norm differs from 1 by more than this are normalised (CLIP's are unit vectors;
