@@ -64,8 +64,9 @@ def render_rate(n: int = 2000) -> float:
 
 
 def train_seconds(extra: dict) -> float:
-    """Training wall-clock seconds from a shipped file's metadata (older files: session_seconds)."""
-    return float(extra.get("train_seconds", extra.get("session_seconds", 0)))
+    """Training wall-clock seconds from a shipped file's metadata (older files: session_seconds),
+    including the training of the weights it was warm-started from."""
+    return float(extra.get("train_seconds", extra.get("session_seconds", 0))) + float(extra.get("init_train_seconds", 0))
 
 
 def training_rows(named_modules) -> list[str]:
@@ -75,7 +76,8 @@ def training_rows(named_modules) -> list[str]:
         meta = read_metadata(shipped_path(name))["extra"]
         train = meta["train"]
         out.append(f"| {name} | {sum(p.numel() for p in module.parameters()) / 1e6:.2f} M | "
-                   f"{train['steps']} steps x batch {train['batch_size']}, "
+                   + (f"{meta['init_steps']} + " if meta.get("init_steps") else "")
+                   + f"{train['steps']} steps x batch {train['batch_size']}, "
                    f"{train_seconds(meta) / 60:.0f} min |")
     return out
 

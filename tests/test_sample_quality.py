@@ -66,8 +66,6 @@ def pipe():
     return load_unclip("shapes")
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped decoder and 32->64 upsampler are still the folded trunks (30x and "
-                   "4.6x the renders' lattice power); their full-resolution weights are being trained (issue 15)")
 def test_shipped_samples_have_no_grid_texture(pipe):
     """The issue's goal: within 2x of the true renders' share at every period the cascade can
     imprint, at the base and at the full resolution (fresh scenes; BENCHMARKS.md has 256)."""

@@ -212,7 +212,10 @@ def warm_start(module: nn.Module, path: str | Path, kind: str) -> dict:
 
     from .checkpoints import load_checkpoint
 
+    from .checkpoints import read_metadata
+
     tensors, _, _ = load_checkpoint(path, kind)
+    before = read_metadata(path).get("extra", {})
     own = module.state_dict()
     foreign = [k for k in tensors if k not in own or own[k].shape != tensors[k].shape]
     if foreign:
@@ -220,7 +223,11 @@ def warm_start(module: nn.Module, path: str | Path, kind: str) -> dict:
                               f"(first: {foreign[0]}); it must be a trained stage of the same architecture")
     module.load_state_dict(tensors, strict=False)
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    return {"init": str(path), "init_sha256": digest, "new_tensors": len(set(own) - set(tensors))}
+    # what the init's own training cost (and its init's), so the shipped file states the whole bill
+    earlier = float(before.get("train_seconds", 0)) + float(before.get("init_train_seconds", 0))
+    steps = int(before.get("train", {}).get("steps", 0)) + int(before.get("init_steps", 0))
+    return {"init": str(path), "init_sha256": digest, "new_tensors": len(set(own) - set(tensors)),
+            "init_train_seconds": round(earlier, 1), "init_steps": steps}
 
 
 def run_seconds(run_dir: str | Path) -> int:
