@@ -127,6 +127,7 @@ def test_empty_and_full_masks_say_what_they_do(pipe):
     (dict(caption=["a", "b", "c"]), ValueError, "one per image"),
     (dict(z_i=torch.ones(3, 128)), ValueError, "3 rows for 1 images"),
     (dict(caption="a red circle", mask=torch.ones(1, 2, 32, 32)), ValueError, "one channel"),
+    (dict(caption="a red circle", method="paint"), ValueError, "'glide' or 'repaint'"),
 ])
 def test_bad_inpaint_arguments_fail_before_any_work(pipe, kwargs, error, match):
     images = torch.full((1, 3, 32, 32), 0.5)
@@ -161,3 +162,37 @@ def test_cli_edit_writes_the_edited_image(tmp_path, capsys):
     assert "--box" in capsys.readouterr().err
     assert main(["edit", str(tmp_path / "missing.png"), "a blue star", "--box", "0", "0", "4", "4"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_random_masks_mix_boxes_halves_blobs_and_whole_images():
+    from unclip_lib.edits import random_masks
+
+    m = random_masks(4000, 32, torch.Generator().manual_seed(0))
+    again = random_masks(4000, 32, torch.Generator().manual_seed(0))
+    assert torch.equal(m, again) and set(m.unique().tolist()) == {0.0, 1.0}
+    share = m.mean((1, 2, 3))
+    assert 0.22 < (share == 0.5).float().mean() < 0.30                 # halves (25%, plus rare boxes)
+    assert 0.035 < (share == 1).float().mean() < 0.065                 # whole images (5%)
+    assert (share > 0).all() and 0.25 < share.mean() < 0.45
+
+
+def test_an_inpainting_decoder_starts_as_the_decoder_it_extends():
+    """warm_start pads the input layer for the 4 new channels with zeros: before fine-tuning,
+    the inpainting decoder predicts exactly what the shipped decoder does, whatever the mask."""
+    from unclip_lib.checkpoints import shipped_path
+    from unclip_lib.decoder import DECODER_PRESETS, DiffusionDecoder, UNet, inpaint_condition, load_decoder
+    from unclip_lib.train import warm_start
+
+    torch.manual_seed(0)
+    inpainter = DiffusionDecoder(UNet(DECODER_PRESETS["inpaint32"])).eval()
+    started = warm_start(inpainter, shipped_path("decoder/shapes"), "decoder")
+    assert started["new_tensors"] == 0                                  # only the input layer grew
+    base = load_decoder("shapes")
+    g = torch.Generator().manual_seed(1)
+    x, z = torch.randn(2, 3, 32, 32, generator=g), torch.nn.functional.normalize(torch.randn(2, 128, generator=g), dim=-1)
+    cond = inpaint_condition(torch.rand(2, 3, 32, 32, generator=g), box_mask(0, 0, 16, 32, n=2))
+    t = torch.tensor([10, 700])
+    with torch.no_grad():
+        assert torch.allclose(inpainter.unet(x, t, z_i=z, inpaint=cond), base.unet(x, t, z_i=z), atol=1e-5)
+    with pytest.raises(ValueError, match="inpaint="):
+        inpainter.unet(x, t, z_i=z)

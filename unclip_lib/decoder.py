@@ -40,6 +40,9 @@ class UNetConfig:
     text_dim: int = 128          # width of the caption-encoder tokens
     clip_tokens: int = 4         # z_i -> this many extra context tokens
     low_res_channels: int = 0    # upsamplers: channels of the conditioning image
+    # inpainting decoders (GLIDE's way): the kept pixels and the keep-mask as 4 more input
+    # channels of the trunk, after all others (so a warm start pads the input layer with zeros)
+    inpaint_channels: int = 0
     pixel_shuffle: int = 1       # >1: run the UNet at resolution / f on space-to-depth pixels
     # >0 (with pixel_shuffle > 1): a full-resolution output stage of this width that reads
     # x_t and the folded trunk's prediction on the image's own pixel grid and corrects it
@@ -66,6 +69,9 @@ DECODER_PRESETS = {
     # texture's baseline
     "folded32": UNetConfig(base_channels=64, channel_mults=(1, 2), num_res_blocks=2, attn_resolutions=(8,),
                            pixel_shuffle=2),
+    # base32 reading the masked image and its mask too: fine-tuned from the shipped decoder
+    "inpaint32": UNetConfig(base_channels=64, channel_mults=(1, 2), num_res_blocks=2, attn_resolutions=(8,),
+                            pixel_shuffle=2, full_res_channels=32, inpaint_channels=4),
 }
 _UP = dict(channel_mults=(1, 2), num_res_blocks=1, attn_resolutions=(), clip_dim=0, text_dim=0,
            clip_tokens=0, low_res_channels=3)
@@ -171,7 +177,7 @@ class UNet(nn.Module):
         self.ctx_width = ctx_width
 
         f2 = c.pixel_shuffle ** 2
-        self.input = nn.Conv2d((3 + c.low_res_channels) * f2, ch, 3, padding=1)
+        self.input = nn.Conv2d((3 + c.low_res_channels + c.inpaint_channels) * f2, ch, 3, padding=1)
         self.down = nn.ModuleList()
         skips, cur, res = [ch], ch, c.resolution // c.pixel_shuffle
         for level, mult in enumerate(c.channel_mults):
@@ -254,7 +260,7 @@ class UNet(nn.Module):
         return emb_add, torch.cat(tokens, 1), torch.cat(masks, 1)
 
     def forward(self, x, t, z_i=None, text=None, text_mask=None, low_res=None,
-                clip_keep=None, text_keep=None):
+                clip_keep=None, text_keep=None, inpaint=None):
         n = x.shape[0]
         emb = self.time_mlp(timestep_embedding(t, self.config.base_channels))
         emb_add, ctx, ctx_mask = self.context(n, x.device, z_i, text, text_mask, clip_keep, text_keep)
@@ -265,6 +271,10 @@ class UNet(nn.Module):
             x = torch.cat([x, low_res], dim=1)
         f = self.config.pixel_shuffle
         x_full = x
+        if self.config.inpaint_channels:
+            if inpaint is None:
+                raise ValueError("this inpainting decoder needs the masked image and its mask (inpaint=...)")
+            x = torch.cat([x, inpaint], dim=1)
         h = self.input(F.pixel_unshuffle(x, f) if f > 1 else x)
         hs = [h]
         for layers in self.down:
@@ -320,6 +330,14 @@ class Upsample(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
+def inpaint_condition(images: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """What an inpainting decoder reads besides x_t: [N, 4, R, R], the kept pixels in [-1, 1]
+    (0 where redrawn) and the keep-mask, from images [N, 3, R, R] in [0, 1] and the redraw
+    mask [N, 1, R, R] (1: redraw)."""
+    keep = 1 - mask
+    return torch.cat([(images * 2 - 1) * keep, keep], dim=1)
+
+
 def drop_conditions(z_i: torch.Tensor, text: torch.Tensor, generator: torch.Generator,
                     p_clip: float = 0.1, p_text: float = 0.5):
     """Classifier-free guidance dropout: per example, z_i -> null with prob p_clip, caption
@@ -366,10 +384,15 @@ class DiffusionDecoder(_DiffusionModel):
     """
 
     def model_fn(self, z_i: torch.Tensor | None, text=None, text_mask=None,
-                 guidance_clip: float = 1.0, guidance_text: float = 1.0):
-        """eps(x_t, t) with classifier-free guidance folded in (one batched UNet call)."""
-        unet = self.unet
-        use_text = text is not None and unet.config.text_dim > 0
+                 guidance_clip: float = 1.0, guidance_text: float = 1.0, inpaint: torch.Tensor | None = None):
+        """eps(x_t, t) with classifier-free guidance folded in (one batched UNet call).
+        inpaint [N, 4, R, R]: an inpainting decoder's kept pixels and mask (`inpaint_condition`)."""
+        use_text = text is not None and self.unet.config.text_dim > 0
+        if inpaint is not None:
+            def unet(x, t, **kw):   # every guidance part reads the same masked image
+                return self.unet(x, t, inpaint=inpaint.repeat(x.shape[0] // inpaint.shape[0], 1, 1, 1), **kw)
+        else:
+            unet = self.unet
 
         def fn(x, t):
             n = x.shape[0]
@@ -413,7 +436,7 @@ class DiffusionDecoder(_DiffusionModel):
     def sample(self, z_i: torch.Tensor, text=None, text_mask=None, x_T: torch.Tensor | None = None,
                steps: int = 25, eta: float = 0.0, guidance_clip: float = 3.0, guidance_text: float = 1.0,
                generator: torch.Generator | None = None, clip_x0: bool = True, progress: bool = False,
-               sampler: str = "ddim", spacing: str | None = None):
+               sampler: str = "ddim", spacing: str | None = None, inpaint: torch.Tensor | None = None):
         """Images [N, 3, R, R] in [0, 1] decoded from z_i [N, clip_dim] (and optional caption
         tokens). x_T [N, 3, R, R] fixes the starting noise; otherwise it is drawn from
         `generator`. clip_x0=False keeps the sampler exactly invertible. z_i=None decodes
@@ -424,7 +447,7 @@ class DiffusionDecoder(_DiffusionModel):
             raise ValueError("give z_i, caption tokens or x_T: nothing says how many images to draw")
         n = z_i.shape[0] if z_i is not None else (text.shape[0] if text is not None else x_T.shape[0])
         r = self.resolution
-        fn = self.model_fn(z_i, text, text_mask, guidance_clip, guidance_text)
+        fn = self.model_fn(z_i, text, text_mask, guidance_clip, guidance_text, inpaint)
         if x_T is None:
             x_T = torch.randn((n, 3, r, r), generator=generator).to(self.unet.out[-1].weight.device)
         elif x_T.shape != (n, 3, r, r):
@@ -450,10 +473,17 @@ class DiffusionDecoder(_DiffusionModel):
                 guidance_text: float = 1.0, generator: torch.Generator | None = None,
                 progress: bool = False) -> torch.Tensor:
         """images [N, 3, R, R] in [0, 1] with the region where mask [N, 1, R, R] is 1 redrawn
-        from z_i (and / or caption tokens) by RePaint sampling (`GaussianDiffusion.repaint_sample`;
-        model calls: steps x resample, each guided). Pixels where mask = 0 are kept exactly."""
+        from z_i (and / or caption tokens). A decoder trained for it (`inpaint_channels`, GLIDE's
+        way) samples once while reading the kept pixels and the mask (`sample`; resample and eta
+        unused); any other by RePaint sampling (`GaussianDiffusion.repaint_sample`; model calls:
+        steps x resample, each guided). Pixels where mask = 0 are kept exactly."""
         from .edits import composite
 
+        if self.unet.config.inpaint_channels:
+            out = self.sample(z_i, text, text_mask, steps=steps, guidance_clip=guidance_clip,
+                              guidance_text=guidance_text, generator=generator, progress=progress,
+                              inpaint=inpaint_condition(images, mask))
+            return composite(out, images, mask)
         fn = self.model_fn(z_i, text, text_mask, guidance_clip, guidance_text)
         x = self.diffusion.repaint_sample(fn, images * 2 - 1, 1 - mask, steps=steps, resample=resample, eta=eta,
                                           generator=generator, clip_x0=1.0, progress=progress)
@@ -461,10 +491,18 @@ class DiffusionDecoder(_DiffusionModel):
 
     def loss(self, images: torch.Tensor, z_i: torch.Tensor, text, text_mask, generator: torch.Generator,
              p_clip: float = 0.1, p_text: float = 0.5) -> torch.Tensor:
-        """Training loss on images [N, 3, R, R] in [0, 1] with condition dropout."""
+        """Training loss on images [N, 3, R, R] in [0, 1] with condition dropout; an inpainting
+        decoder also reads the images under random masks (`edits.random_masks`)."""
         keep_clip, keep_text = drop_conditions(z_i, text, generator, p_clip, p_text)
+        inpaint = None
+        if self.unet.config.inpaint_channels:
+            from .edits import random_masks
+
+            mask = random_masks(images.shape[0], images.shape[-1], generator).to(images.device)
+            inpaint = inpaint_condition(images, mask)
         fn = lambda x, t: self.unet(x, t, z_i=z_i, text=text, text_mask=text_mask,  # noqa: E731
-                                    clip_keep=keep_clip.to(x.device), text_keep=keep_text.to(x.device))
+                                    clip_keep=keep_clip.to(x.device), text_keep=keep_text.to(x.device),
+                                    inpaint=inpaint)
         return self.diffusion.training_loss(fn, images * 2 - 1, generator)
 
 

@@ -101,6 +101,32 @@ def mask_at(mask: torch.Tensor, size: int) -> torch.Tensor:
     return F.adaptive_max_pool2d(F.interpolate(mask, size=(size * 4, size * 4), mode="nearest"), size)
 
 
+def random_masks(n: int, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Training masks for an inpainting decoder: [n, 1, size, size] (1: redraw), each one of
+    a box (45%: sides a quarter to three quarters of the image, anywhere), a half of the
+    image (25%), a free-form blob of two overlapping discs (25%) or the whole image (5%, so
+    the decoder still draws from nothing). Drawn for the whole batch at once (`batch_rand`),
+    so processes that split a batch draw the single-process masks."""
+    from .distributed import batch_rand
+
+    p = batch_rand((n, 7), generator).double()                                   # [n, 7] in [0, 1)
+    ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float64) + 0.5,
+                            torch.arange(size, dtype=torch.float64) + 0.5, indexing="ij")
+    ys, xs = ys / size, xs / size                                                  # [S, S] in (0, 1)
+    v = lambda j: p[:, j, None, None]  # noqa: E731
+    w, h = 0.25 + 0.5 * v(1), 0.25 + 0.5 * v(2)
+    x0, y0 = v(3) * (1 - w), v(4) * (1 - h)
+    box = (xs >= x0) & (xs < x0 + w) & (ys >= y0) & (ys < y0 + h)
+    side = (v(1) * 4).floor()
+    half = torch.where(side == 0, xs < 0.5, torch.where(side == 1, xs >= 0.5, torch.where(side == 2, ys < 0.5,
+                                                                                         ys >= 0.5)))
+    r1, r2 = 0.12 + 0.18 * v(5), 0.12 + 0.18 * v(6)
+    blob = (((xs - v(1)) ** 2 + (ys - v(2)) ** 2) < r1 ** 2) | (((xs - v(3)) ** 2 + (ys - v(4)) ** 2) < r2 ** 2)
+    kind = v(0)
+    mask = torch.where(kind < 0.45, box, torch.where(kind < 0.70, half, torch.where(kind < 0.95, blob, True)))
+    return mask[:, None].float()
+
+
 def composite(generated: torch.Tensor, original: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """generated inside the mask, original outside it, blended where the mask is fractional:
     [N, 3, R, R] each, mask [N, 1, R, R]. Kept pixels (mask 0) are original's bit for bit."""

@@ -42,7 +42,10 @@ class SamplingDefaults:
     # extrapolates between two predictions and makes the DDIM ODE much harder to invert
     # (naive inversion of 32 px images: ~43 dB at guidance 1 against ~32 dB at 3; BENCHMARKS.md)
     inversion_guidance: float = 1.0
-    inpaint_steps: int = 25           # RePaint: decoder steps, each redone inpaint_resample times
+    # edits: "glide" (the fine-tuned inpainting decoder, when the stack has one) or "repaint"
+    # (the plain decoder, each of its inpaint_steps redone inpaint_resample times)
+    inpaint_method: str = "glide"
+    inpaint_steps: int = 25
     inpaint_resample: int = 4
     prior_steps: int = 64             # diffusion prior DDIM steps
     prior_guidance: float = 2.0       # classifier-free guidance of either prior
@@ -92,8 +95,11 @@ class UnCLIP:
     Every argument is checked before any model runs, so a bad one fails at once."""
 
     def __init__(self, clip: Clip, decoder: DiffusionDecoder, upsamplers: list[DiffusionUpsampler],
-                 priors: dict | None = None, defaults: SamplingDefaults | None = None):
+                 priors: dict | None = None, defaults: SamplingDefaults | None = None,
+                 inpainter: DiffusionDecoder | None = None):
         self.clip, self.decoder, self.upsamplers = clip, decoder, upsamplers
+        # a decoder fine-tuned to read the kept pixels and the mask (GLIDE's way), for inpaint()
+        self.inpainter = inpainter
         self.priors = dict(priors or {})
         self.defaults = defaults or SamplingDefaults()
 
@@ -553,20 +559,31 @@ class UnCLIP:
     def inpaint(self, images, mask, caption=None, z_i: torch.Tensor | None = None, prior: str = "diffusion",
                 seed: int = 0, steps: int | None = None, resample: int | None = None, eta: float = 1.0,
                 guidance: float | None = None, upsample: bool = True, prior_steps: int | None = None,
-                progress: bool = False) -> torch.Tensor:
+                method: str | None = None, progress: bool = False) -> torch.Tensor:
         """Redraw the masked region of images so that the whole image fits a caption (through a
         prior's z_i, as generate() does) or a given image embedding z_i [N or 1, D]; every
         pixel outside the mask is kept exactly, at the base resolution and, with upsample, at
         the full one (the input resized to it). mask: 1 / True where the image is redrawn
-        (`edits.as_mask` lists the forms; `edits.box_mask` makes boxes). RePaint sampling of
-        the base decoder (steps, resample: its jumps back per step; eta > 0), then the
-        upsamplers with the kept pixels composited back at every stage.
+        (`edits.as_mask` lists the forms; `edits.box_mask` makes boxes). method: "glide", the
+        inpainting decoder (fine-tuned to read the kept pixels and the mask; one sampling of
+        `steps`), or "repaint", the plain decoder by RePaint sampling (steps, resample: its
+        jumps back per step; eta > 0); default pipe.defaults.inpaint_method, "repaint" if the
+        stack has no inpainting decoder. Then the upsamplers, with the kept pixels composited
+        back at every stage.
         An empty mask returns the input, a full one is plain decoding (both with a warning).
         Returns [N, 3, R, R]."""
         from .edits import as_mask, composite, mask_at
 
+        if method is None:
+            method = self.defaults.inpaint_method if self.inpainter is not None else "repaint"
+        if method not in ("glide", "repaint"):
+            raise ValueError(f"method must be 'glide' or 'repaint', got {method!r}")
+        if method == "glide" and self.inpainter is None:
+            raise ValueError("method='glide' needs an inpainting decoder, and this stack has none: use "
+                             "method='repaint', or load_unclip('shapes'), which ships one")
+        decoder = self.inpainter if method == "glide" else self.decoder
         seed = check_seed(seed)
-        steps = self._steps(self.decoder, steps, "steps")
+        steps = self._steps(decoder, steps, "steps")
         resample = check_int(resample, "resample", 1, 100, optional=True,
                              hint="how often each step is redone to harmonise the region (1: no resampling)")
         eta = check_eta(eta)
@@ -605,7 +622,7 @@ class UnCLIP:
             z_i, _ = self._sample_z_i(captions, prior, seed, None, prior_steps, self._sampler(None))
         r = self.base_resolution
         base_mask = mask_at(mask, r)
-        out = self.decoder.inpaint(resize(x, r), base_mask, z_i, steps=steps or d.inpaint_steps,
+        out = decoder.inpaint(resize(x, r), base_mask, z_i, steps=steps or d.inpaint_steps,
                                    resample=resample or d.inpaint_resample, eta=eta,
                                    guidance_clip=d.decoder_guidance if guidance is None else guidance,
                                    generator=torch.Generator().manual_seed(seed + 1), progress=progress)

@@ -217,10 +217,18 @@ def warm_start(module: nn.Module, path: str | Path, kind: str) -> dict:
     tensors, _, _ = load_checkpoint(path, kind)
     before = read_metadata(path).get("extra", {})
     own = module.state_dict()
-    foreign = [k for k in tensors if k not in own or own[k].shape != tensors[k].shape]
+    grown = [k for k in tensors if k in own and _grows_inputs(tensors[k], own[k])]
+    foreign = [k for k in tensors if (k not in own or own[k].shape != tensors[k].shape) and k not in grown]
     if foreign:
         raise CheckpointError(f"{path}: cannot warm-start from it: {len(foreign)} tensors do not fit this model "
                               f"(first: {foreign[0]}); it must be a trained stage of the same architecture")
+    for k in grown:
+        # a layer that now reads more input channels, the new ones appended after the old
+        # (an inpainting decoder's mask channels): the old weights read the old channels and
+        # the new ones start at zero, so the model starts out as the trained one
+        wide = torch.zeros_like(own[k])
+        wide[:, :tensors[k].shape[1]] = tensors[k]
+        tensors = {**tensors, k: wide}
     module.load_state_dict(tensors, strict=False)
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     # what the init's own training cost (and its init's), so the shipped file states the whole bill
@@ -228,6 +236,12 @@ def warm_start(module: nn.Module, path: str | Path, kind: str) -> dict:
     steps = int(before.get("train", {}).get("steps", 0)) + int(before.get("init_steps", 0))
     return {"init": str(path), "init_sha256": digest, "new_tensors": len(set(own) - set(tensors)),
             "init_train_seconds": round(earlier, 1), "init_steps": steps}
+
+
+def _grows_inputs(old: torch.Tensor, new: torch.Tensor) -> bool:
+    """Is `new` a convolution or linear weight like `old` with more input channels (dim 1)?"""
+    return (old.dim() in (2, 4) and old.dim() == new.dim() and new.shape[1] > old.shape[1]
+            and old.shape[:1] + old.shape[2:] == new.shape[:1] + new.shape[2:])
 
 
 def run_seconds(run_dir: str | Path) -> int:
@@ -441,7 +455,13 @@ def decoder_validation(decoder, clip, evaluator, n: int = 100, steps: int = 20, 
 
     batch = ShapesWorld(seed=seed).sample(n, objects=1, resolution=clip.image_size)
     z_i = clip.encode_image(batch.images).to(next(decoder.parameters()).device)
-    decoded = decoder.sample(z_i, steps=steps, guidance_clip=guidance,
+    inpaint = None
+    if decoder.unet.config.inpaint_channels:     # an inpainting decoder: nothing kept, all drawn
+        from .decoder import inpaint_condition
+
+        r = decoder.resolution
+        inpaint = inpaint_condition(torch.zeros(n, 3, r, r), torch.ones(n, 1, r, r)).to(z_i.device)
+    decoded = decoder.sample(z_i, steps=steps, guidance_clip=guidance, inpaint=inpaint,
                              generator=torch.Generator().manual_seed(seed)).cpu()
     truth = evaluator.predict(batch.images, objects=1)
     acc = attribute_accuracy(evaluator.predict(decoded, objects=1), truth)
