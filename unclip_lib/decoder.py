@@ -569,9 +569,10 @@ def _unet_from(config: dict, path) -> UNet:
 
 def load_decoder(name: str = "shapes") -> DiffusionDecoder:
     """The shipped base decoder ("shapes") or a decoder checkpoint (.safetensors path)."""
-    from .checkpoints import load_checkpoint, load_state_into, shipped_path
+    from .checkpoints import load_checkpoint, load_state_into, shipped_path, weights_name
 
-    path = name if str(name).endswith(".safetensors") else shipped_path(f"decoder/{name}")
+    name = weights_name(name, "decoder")
+    path = name if name.endswith(".safetensors") else shipped_path(f"decoder/{name}")
     tensors, config, _ = load_checkpoint(path, "decoder")
     decoder = DiffusionDecoder(_unet_from(config, path), schedule=config.get("schedule", "linear"),
                                prediction=config.get("prediction", "eps"))
@@ -581,9 +582,10 @@ def load_decoder(name: str = "shapes") -> DiffusionDecoder:
 
 def load_upsampler(name: str) -> DiffusionUpsampler:
     """A shipped upsampler stage ("up64", "up128") or an upsampler checkpoint path."""
-    from .checkpoints import load_checkpoint, load_state_into, shipped_path
+    from .checkpoints import load_checkpoint, load_state_into, shipped_path, weights_name
 
-    path = name if str(name).endswith(".safetensors") else shipped_path(f"upsampler/{name}")
+    name = weights_name(name, "upsampler")
+    path = name if name.endswith(".safetensors") else shipped_path(f"upsampler/{name}")
     tensors, config, _ = load_checkpoint(path, "upsampler")
     upsampler = DiffusionUpsampler(_unet_from(config, path), schedule=config.get("schedule", "linear"),
                                    prediction=config.get("prediction", "eps"),

@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoints import CheckpointError, load_checkpoint, load_state_into, shipped_path
+from .checkpoints import CheckpointError, load_checkpoint, load_state_into, shipped_path, weights_name
 from .images import as_image_batch, resize
 from .world import (BACKGROUNDS, COLORS, OBJECT_KEYS, POSITIONS, SHAPES, SIZES, WORDS,
                     ShapesWorld, canonical_caption)
@@ -168,12 +168,8 @@ def new_evaluator(config: EvaluatorConfig = EvaluatorConfig()) -> Evaluator:
 
 def load_evaluator(name: str = "shapes", device: str | torch.device = "cpu") -> Evaluator:
     """The shipped evaluator ("shapes") or one of our evaluator checkpoints (a path)."""
-    if name.endswith(".safetensors"):
-        path = Path(name)
-    elif name == "shapes":
-        path = shipped_path("evaluator/shapes")
-    else:
-        raise KeyError(f"unknown evaluator {name!r}; known: ['shapes'] or a path to a .safetensors checkpoint")
+    name = weights_name(name, "evaluator")
+    path = Path(name) if name.endswith(".safetensors") else shipped_path(f"evaluator/{name}")
     tensors, config, _ = load_checkpoint(path, "evaluator")
     try:
         net = AttributeNet(EvaluatorConfig(**config))
