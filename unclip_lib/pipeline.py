@@ -29,13 +29,17 @@ from .images import as_image_batch, resize
 @dataclass
 class SamplingDefaults:
     # the ODE solver of every deterministic sampling from noise (prior, decoder, upsamplers):
-    # "dpm++" (DPM-Solver++(2M)) or "ddim". Inversion, decoding an inverted x_T and eta > 0
-    # always use DDIM, whose exact inverse and noise injection they need. DDIM stays the
-    # default until the sweep of scripts/bench.py --sampling has picked DPM-Solver++'s steps.
-    sampler: str = "ddim"
-    decoder_steps: int = 25
+    # "dpm++" (DPM-Solver++(2M), timesteps even in log-SNR) or "ddim". Inversion, decoding an
+    # inverted x_T and eta > 0 always use DDIM, whose exact inverse and noise injection they
+    # need. The step counts come from the sweep of scripts/bench.py --sampling (BENCHMARKS.md,
+    # "Sampling"): 10 DPM-Solver++ steps match 25 DDIM steps' attribute accuracy and distance
+    # to true renders within the sweep's noise, and so do 8 prior steps against DDIM's 64.
+    sampler: str = "dpm++"
+    decoder_steps: int = 10
     decoder_guidance: float = 3.0
-    upsampler_steps: tuple = (4, 2)  # PSNR falls with more steps (sharper samples); see BENCHMARKS.md
+    # upsampler PSNR peaks at 2 steps for 32 -> 64 and at 1-2 for 64 -> 128 (more steps give
+    # sharper samples that drift from the posterior mean); BENCHMARKS.md
+    upsampler_steps: tuple = (2, 1)
     inversion_steps: int = 50
     inversion_refine: int = 3
     # inversion (and decoding a given x_T) runs the plain conditional model: guidance
@@ -47,7 +51,7 @@ class SamplingDefaults:
     inpaint_method: str = "glide"
     inpaint_steps: int = 25
     inpaint_resample: int = 4
-    prior_steps: int = 64             # diffusion prior DDIM steps
+    prior_steps: int = 8              # diffusion prior steps (of pipe.defaults.sampler)
     prior_guidance: float = 2.0       # classifier-free guidance of either prior
     prior_candidates: int = 2         # best-of-n by z_i . z_t (diffusion prior; the paper's 2)
     # a call samples its whole batch at once: beyond this many images, ask for chunks rather
