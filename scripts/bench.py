@@ -430,7 +430,8 @@ def speed_section(seed: int, baseline: Path | None = None) -> list[str]:
     weights = sum(shipped_path(n).stat().st_size for n in SHIPPED) / 2**20
     out.append(f"\nShipped weights: {len(SHIPPED)} files, {weights:.1f} MB in all (float16).")
     modules = [("clip/shapes", pipe.clip.model), ("evaluator/shapes", load_evaluator("shapes").net),
-               ("decoder/shapes", pipe.decoder), ("upsampler/up64", pipe.upsamplers[0]),
+               ("decoder/shapes", pipe.decoder), ("decoder/shapes_inpaint", pipe.inpainter),
+               ("upsampler/up64", pipe.upsamplers[0]),
                ("upsampler/up128", pipe.upsamplers[1]),
                ("prior/diffusion", pipe.priors["diffusion"]), ("prior/autoregressive", pipe.priors["autoregressive"])]
     out += ["", "Training cost of every shipped component (wall clock of the shipped runs on the project's "

@@ -99,10 +99,12 @@ def test_inpaint_keeps_every_unmasked_pixel_at_every_resolution(pipe):
     assert torch.equal(from_image[..., 16:], resize(images, 32)[..., 16:])
 
 
-def test_inpaint_draws_the_asked_object_and_keeps_the_other(pipe):
+@pytest.mark.parametrize("method", ["glide", "repaint"])
+def test_inpaint_draws_the_asked_object_and_keeps_the_other(pipe, method):
     """Replace one object of fresh two-object scenes: the evaluator reads the asked one in
     its place and the kept one unchanged (BENCHMARKS.md measures 256 scenes)."""
-    scores = inpaint_scores(pipe, load_evaluator("shapes"), ShapesWorld(seed=9), n=16, seed=3, resample=2)
+    scores = inpaint_scores(pipe, load_evaluator("shapes"), ShapesWorld(seed=9), n=16, seed=3, method=method,
+                            resample=2)
     assert scores["kept_psnr"] == float("inf")
     assert scores["asked"] >= 0.75 and scores["kept"] >= 0.9, scores
     assert scores["seam"] < 3.0, scores

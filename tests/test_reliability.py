@@ -528,7 +528,7 @@ BAD = [
     Bad("load_prior(None)", lambda c, e, p: load_prior(None), TypeError, "load_prior",
         r"\['autoregressive', 'diffusion'\]\) or the path of a \.safetensors"),
     Bad("load_decoder(None)", lambda c, e, p: load_decoder(None), TypeError, "load_decoder",
-        r"\['shapes'\]\) or the path of a \.safetensors"),
+        r"\['shapes', 'shapes_inpaint'\]\) or the path of a \.safetensors"),
     Bad("load_upsampler of a number", lambda c, e, p: load_upsampler(64), TypeError, "load_upsampler",
         r"\['up128', 'up64'\]\) or the path"),
     Bad("load_evaluator(None)", lambda c, e, p: load_evaluator(None), TypeError, "load_evaluator",

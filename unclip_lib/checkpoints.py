@@ -46,6 +46,7 @@ SHIPPED = {
     "clip/shapes": ("clip", "clip_shapes"),
     "evaluator/shapes": ("evaluator", "evaluator_shapes"),
     "decoder/shapes": ("decoder", "decoder_shapes"),
+    "decoder/shapes_inpaint": ("decoder", "decoder_shapes_inpaint"),   # edits, GLIDE's way
     "upsampler/up64": ("upsampler", "upsampler_up64"),
     "upsampler/up128": ("upsampler", "upsampler_up128"),
     "prior/diffusion": ("prior", "prior_diffusion"),

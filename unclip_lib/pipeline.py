@@ -683,7 +683,8 @@ def _check_thetas(thetas) -> list[float]:
 
 def load_unclip(name: str = "shapes", priors: tuple = ("diffusion", "autoregressive")) -> UnCLIP:
     """The shipped stack of the shapes world: CLIP, the priors named (a tuple of
-    "diffusion" and / or "autoregressive", or () for none), decoder, upsamplers."""
+    "diffusion" and / or "autoregressive", or () for none), decoder, upsamplers, and the
+    inpainting decoder of pipe.inpaint."""
     from .prior import load_prior
 
     if name != "shapes":
@@ -697,4 +698,4 @@ def load_unclip(name: str = "shapes", priors: tuple = ("diffusion", "autoregress
         raise ValueError(f"priors: unknown {unknown}; choose from {list(SHIPPED_PRIORS)}, e.g. priors=('diffusion',)"
                          " (or () for none)")
     return UnCLIP(load_clip("shapes"), load_decoder("shapes"), [load_upsampler("up64"), load_upsampler("up128")],
-                  priors={p: load_prior(p) for p in priors})
+                  priors={p: load_prior(p) for p in priors}, inpainter=load_decoder("shapes_inpaint"))
