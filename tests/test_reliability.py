@@ -520,7 +520,7 @@ BAD = [
     Bad("load_decoder of another folder", lambda c, e, p: load_decoder("/tmp/nowhere/decoder"), FileNotFoundError,
         "load_decoder", r"must end in \.safetensors"),
     Bad("load_decoder of an unknown name", lambda c, e, p: load_decoder("base64"), KeyError, "load_decoder",
-        r"known: \['shapes'\]"),
+        r"known: \['shapes', 'shapes_inpaint'\]"),
     Bad("load_upsampler of an unknown stage", lambda c, e, p: load_upsampler("up512"), KeyError, "up512",
         r"known: \['up128', 'up64'\]"),
     Bad("load_prior of a .bin path", lambda c, e, p: load_prior("prior.bin"), CheckpointError, "load_prior",
