@@ -153,7 +153,7 @@ def test_cli_edit_writes_the_edited_image(tmp_path, capsys):
     src, out = tmp_path / "scene.png", tmp_path / "edited.png"
     Image.fromarray((scene.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(src)
     assert main(["edit", str(src), "a blue star on the left", "--box", "0", "0", "16", "32", "--base",
-                 "--resample", "1", "-o", str(out)]) == 0
+                 "--method", "repaint", "--resample", "1", "-o", str(out)]) == 0
     edited = np.asarray(Image.open(out))
     assert edited.shape == (32, 32, 3)
     assert np.array_equal(edited[:, 16:], np.asarray(Image.open(src))[:, 16:])
@@ -191,7 +191,8 @@ def test_an_inpainting_decoder_starts_as_the_decoder_it_extends():
     assert started["new_tensors"] == 0                                  # only the input layer grew
     base = load_decoder("shapes")
     g = torch.Generator().manual_seed(1)
-    x, z = torch.randn(2, 3, 32, 32, generator=g), torch.nn.functional.normalize(torch.randn(2, 128, generator=g), dim=-1)
+    x = torch.randn(2, 3, 32, 32, generator=g)
+    z = torch.nn.functional.normalize(torch.randn(2, 128, generator=g), dim=-1)
     cond = inpaint_condition(torch.rand(2, 3, 32, 32, generator=g), box_mask(0, 0, 16, 32, n=2))
     t = torch.tensor([10, 700])
     with torch.no_grad():

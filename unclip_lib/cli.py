@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     _train_args(p, steps=2000, batch=32, lr=1e-3)
     p.add_argument("--stage", choices=["up64", "up128"], required=True)
     p.add_argument("--preset", default=None, help="UNet preset (default: the stage's; '<stage>_folded': the trunk)")
-    p.add_argument("--init", default=None, help="warm-start from a trained upsampler (.safetensors) this preset extends")
+    p.add_argument("--init", default=None,
+                   help="warm-start from a trained upsampler (.safetensors) this preset extends")
     p = tsub.add_parser("prior", help="a prior P(z_i | y) (needs the shipped CLIP)")
     _train_args(p, steps=1500, batch=128, lr=1e-3)
     p.add_argument("--kind", choices=["diffusion", "autoregressive"], required=True)
@@ -106,7 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", default="edit.png", help="the edited image to write")
     p.add_argument("--prior", default="diffusion", choices=["diffusion", "autoregressive"])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resample", type=int, default=None, help="RePaint's jumps back per step (default 4)")
+    p.add_argument("--method", default=None, choices=["glide", "repaint"],
+                   help="the inpainting decoder (default) or RePaint sampling of the plain decoder")
+    p.add_argument("--resample", type=int, default=None,
+                   help="with --method repaint: jumps back per step (default 2; 1: none)")
     p.add_argument("--base", action="store_true", help="stop at the decoder's base resolution")
     p = sub.add_parser("demo", help="render the demo gallery to a folder")
     p.add_argument("--out", default="outputs")
@@ -312,7 +316,8 @@ def _edit(args) -> int:
     pipe = load_unclip("shapes", priors=(args.prior,))
     t = time.perf_counter()
     out = pipe.inpaint(image, box_mask(x0, y0, x1, y1, size), caption=args.caption, prior=args.prior,
-                       seed=args.seed, resample=args.resample, upsample=not args.base, progress=True)
+                       seed=args.seed, method=args.method, resample=args.resample, upsample=not args.base,
+                       progress=True)
     Image.fromarray((out[0].permute(1, 2, 0).numpy() * 255).round().astype("uint8")).save(args.out)
     print(f"wrote {args.out}: {out.shape[-1]} px, box ({x0}, {y0})-({x1}, {y1}) of {size} px redrawn as "
           f"{args.caption!r} in {time.perf_counter() - t:.1f} s")

@@ -410,10 +410,17 @@ class UnCLIP:
         sampler = self._sampler(sampler)
         return self._upsample(as_image_batch(images, limit=self.defaults.max_batch), seed, steps, sampler)
 
-    def _upsample(self, x: torch.Tensor, seed: int, steps: tuple, sampler: str) -> torch.Tensor:
+    def _upsample(self, x: torch.Tensor, seed: int, steps: tuple, sampler: str,
+                  keep: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """The cascade on x; keep = (images, mask): after every stage the images' pixels where
+        the mask is 0 are put back (inpaint), so they stay exact at every resolution."""
+        from .edits import composite, mask_at
+
         g = torch.Generator().manual_seed(seed + 1)
         for up, n in zip(self.upsamplers, steps):
             x = up.sample(resize(x, up.resolution // 2), steps=n, generator=g, sampler=sampler)
+            if keep is not None:
+                x = composite(x, resize(keep[0], up.resolution), mask_at(keep[1], up.resolution))
         return x
 
     @torch.no_grad()
@@ -579,7 +586,7 @@ class UnCLIP:
         back at every stage.
         An empty mask returns the input, a full one is plain decoding (both with a warning).
         Returns [N, 3, R, R]."""
-        from .edits import as_mask, composite, mask_at
+        from .edits import as_mask, mask_at
 
         if method is None:
             method = self.defaults.inpaint_method if self.inpainter is not None else "repaint"
@@ -630,15 +637,10 @@ class UnCLIP:
         r = self.base_resolution
         base_mask = mask_at(mask, r)
         out = decoder.inpaint(resize(x, r), base_mask, z_i, steps=steps or d.inpaint_steps,
-                                   resample=resample or d.inpaint_resample, eta=eta,
-                                   guidance_clip=d.decoder_guidance if guidance is None else guidance,
-                                   generator=torch.Generator().manual_seed(seed + 1), progress=progress)
-        g = torch.Generator().manual_seed(seed + 2)
-        sampler = self._sampler(None)
-        for up, k in zip(self.upsamplers, upsampler_steps):
-            out = up.sample(resize(out, up.resolution // 2), steps=k, generator=g, sampler=sampler)
-            out = composite(out, resize(x, up.resolution), mask_at(mask, up.resolution))
-        return out
+                              resample=resample or d.inpaint_resample, eta=eta,
+                              guidance_clip=d.decoder_guidance if guidance is None else guidance,
+                              generator=torch.Generator().manual_seed(seed + 1), progress=progress)
+        return self._upsample(out, seed + 1, upsampler_steps, self._sampler(None), keep=(x, mask))
 
 
 # z_i rows whose norm differs from 1 by more than this are normalised (CLIP's are unit vectors;
