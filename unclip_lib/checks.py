@@ -37,6 +37,14 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".g
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle", ".npz", ".h5", ".onnx")
 
 
+def close_matches(name, options, n: int = 5) -> str:
+    """'; did you mean: a, b?' for a mistyped name (difflib), or ''."""
+    import difflib
+
+    matches = difflib.get_close_matches(str(name).lower(), [str(o) for o in options], n=n, cutoff=0.6)
+    return f"; did you mean: {', '.join(repr(m) for m in matches)}?" if matches else ""
+
+
 def is_foreign_weights(name: str) -> bool:
     """Does name look like the path of weights in another format than safetensors (a .pt pickle...)?"""
     suffix = Path(name).suffix.lower()

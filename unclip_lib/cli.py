@@ -5,6 +5,8 @@
     unclip-lab generate "a small red triangle" -n 8 -o grid.png
     unclip-lab edit scene.png "a blue star on the left" --box 0 0 16 32 -o edited.png
     unclip-lab demo --out outputs
+    unclip-lab data emoji --resolutions 64,128     # rebuild the emoji world's images (npm)
+    unclip-lab train clip --world emoji --export data/clip_emoji.safetensors
 
 Your own captioned images (a folder with .txt captions, a .csv/.jsonl index, or tar shards):
     unclip-lab cache photos/ cache/photos --clip ViT-B-32 --pretrained laion2b_s34b_b79k --images 32
@@ -57,26 +59,31 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train a component")
     tsub = train.add_subparsers(dest="component", required=True)
-    p = tsub.add_parser("clip", help="tiny CLIP on the shapes world")
+    p = tsub.add_parser("clip", help="tiny CLIP on a world (shapes or emoji)")
     _train_args(p, steps=2000, batch=256, lr=1e-3)
-    p.add_argument("--preset", default="shapes")
+    p.add_argument("--preset", default=None, help="CLIP preset (default: the world's name)")
+    p.add_argument("--world", default="shapes", choices=["shapes", "emoji"], help="the world to train on")
     p = tsub.add_parser("evaluator", help="attribute evaluator on ground truth")
     _train_args(p, steps=1500, batch=128, lr=2e-3)
-    p = tsub.add_parser("decoder", help="CLIP-conditioned base decoder (needs the shipped CLIP)")
+    p.add_argument("--world", default="shapes", choices=["shapes", "emoji"], help="the world to train on")
+    p = tsub.add_parser("decoder", help="CLIP-conditioned base decoder (needs the world's shipped CLIP)")
     _train_args(p, steps=3000, batch=64, lr=1e-3)
-    p.add_argument("--preset", default="base32")
+    p.add_argument("--preset", default=None, help="UNet preset (default: the world's, base32 or emoji32)")
     p.add_argument("--validate", type=int, default=100, help="images decoded at each validation (0: none)")
     p.add_argument("--cache", default=None, help="train on an embedding cache (with images) instead of the world")
     p.add_argument("--init", default=None, help="warm-start from a trained decoder (.safetensors) this preset extends")
+    p.add_argument("--world", default="shapes", choices=["shapes", "emoji"], help="the world to train on")
     p = tsub.add_parser("upsampler", help="a diffusion upsampler stage")
     _train_args(p, steps=2000, batch=32, lr=1e-3)
     p.add_argument("--stage", choices=["up64", "up128"], required=True)
+    p.add_argument("--world", default="shapes", choices=["shapes", "emoji"], help="the world to train on")
     p.add_argument("--preset", default=None, help="UNet preset (default: the stage's; '<stage>_folded': the trunk)")
     p.add_argument("--init", default=None,
                    help="warm-start from a trained upsampler (.safetensors) this preset extends")
-    p = tsub.add_parser("prior", help="a prior P(z_i | y) (needs the shipped CLIP)")
+    p = tsub.add_parser("prior", help="a prior P(z_i | y) (needs the world's shipped CLIP)")
     _train_args(p, steps=1500, batch=128, lr=1e-3)
     p.add_argument("--kind", choices=["diffusion", "autoregressive"], required=True)
+    p.add_argument("--world", default="shapes", choices=["shapes", "emoji"], help="the world to train on")
     p.add_argument("--preset", default="shapes")
     p.add_argument("--cache", default=None, help="train on an embedding cache instead of the world")
     p.add_argument("--validate", type=int, default=200, help="captions sampled at each validation (0: none)")
@@ -112,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resample", type=int, default=None,
                    help="with --method repaint: jumps back per step (default 2; 1: none)")
     p.add_argument("--base", action="store_true", help="stop at the decoder's base resolution")
+    p = sub.add_parser("data", help="build a world's data from its pinned packages (emoji: needs npm)")
+    p.add_argument("dataset", choices=["emoji"], help="which data to build")
+    p.add_argument("options", nargs=argparse.REMAINDER,
+                   help="the builder's own options (unclip-lab data emoji --help)")
     p = sub.add_parser("demo", help="render the demo gallery to a folder")
     p.add_argument("--out", default="outputs")
     p.add_argument("--seed", type=int, default=0)
@@ -212,6 +223,11 @@ def _fail(command: str, err: BaseException) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:2] == ["data", "emoji"]:        # the builder parses (and checks) its own options
+        from .emoji_data import main as build_emoji
+
+        return build_emoji(argv[2:])
     args = build_parser().parse_args(argv)
     command = f"unclip-lab {args.command}" + (f" {args.component}" if args.command == "train" else "")
     try:
@@ -236,26 +252,27 @@ def _train(args) -> int:
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                       checkpoint_every=args.checkpoint_every, log_every=args.log_every, device=args.device,
                       precision=args.precision)
-    run_dir = args.run_dir or f"runs/{getattr(args, 'stage', None) or args.component}"
-    if args.component == "prior":
-        run_dir = args.run_dir or f"runs/prior_{args.kind}"
+    name = f"prior_{args.kind}" if args.component == "prior" else getattr(args, "stage", None) or args.component
+    # runs/<component> for the shapes world (as before), runs/<world>/<component> for the others
+    run_dir = args.run_dir or ("runs" if args.world == "shapes" else f"runs/{args.world}") + f"/{name}"
     if args.component == "clip":
-        train_clip(run_dir, args.preset, cfg, export=args.export)
+        train_clip(run_dir, args.preset or args.world, cfg, export=args.export, world=args.world)
     elif args.component == "prior":
         cfg.weight_decay, cfg.ema, cfg.warmup = 0.01, 0.999, 200
         train_prior(args.kind, run_dir, args.preset, cfg, export=args.export, cache=args.cache,
-                    validate=args.validate)
+                    validate=args.validate, world=args.world)
     elif args.component == "evaluator":
         cfg.weight_decay = 0.01
-        train_evaluator(run_dir, cfg, export=args.export)
+        train_evaluator(run_dir, cfg, export=args.export, world=args.world)
     else:
         # diffusion models: no weight decay, EMA weights are what ships
         cfg.weight_decay, cfg.ema, cfg.warmup = 0.0, 0.999, 200
         if args.component == "decoder":
             train_decoder(run_dir, args.preset, cfg, export=args.export, validate=args.validate,
-                          cache=args.cache, init=args.init)
+                          cache=args.cache, init=args.init, world=args.world)
         else:
-            train_upsampler(args.stage, run_dir, cfg, export=args.export, init=args.init, preset=args.preset)
+            train_upsampler(args.stage, run_dir, cfg, export=args.export, init=args.init, preset=args.preset,
+                            world=args.world)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()   # a torchrun job: leave the group cleanly
     return 0

@@ -44,6 +44,9 @@ class ClipConfig:
 CLIP_PRESETS = {
     # the shipped model of the shapes world
     "shapes": ClipConfig(),
+    # the emoji world's: 8 px patches (64 tokens), since 1,600 concepts in four styles and the
+    # words written on them are finer than shapes
+    "emoji": ClipConfig(patch_size=8),
     # a few-second model for tests and live demos
     "micro": ClipConfig(image_size=32, patch_size=8, vision_width=64, vision_layers=2,
                         vision_head_width=32, context_length=32, text_width=64, text_heads=2,

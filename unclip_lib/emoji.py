@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from .checks import close_matches
 from .images import MAX_VALUES
 from .world import Batch
 
@@ -112,12 +113,6 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _close(name, options, n: int = 5) -> str:
-    """'; did you mean: a, b?' for a mistyped name (difflib), or ''."""
-    matches = difflib.get_close_matches(str(name).lower(), [str(o) for o in options], n=n, cutoff=0.6)
-    return f"; did you mean: {', '.join(repr(m) for m in matches)}?" if matches else ""
-
-
 # ----------------------------------------------------------------------------- the data files
 
 class EmojiData:
@@ -136,6 +131,11 @@ class EmojiData:
                                  f"this library reads format 1; rebuild it with `{REBUILD_COMMAND}`")
         self.slots = {style: {(c, t): k for k, (c, t) in enumerate(self.index["images"][style])}
                       for style in STYLES}
+
+    def __reduce__(self):
+        # DataLoader workers (spawned, or pickled datasets) re-open the folder rather than copy
+        # the decoded sheets
+        return load_emoji_data, (self.folder,)
 
     def _hint(self) -> str:
         return (f"restore the shipped files with `git checkout -- data/emoji` or rebuild them with "
@@ -289,7 +289,7 @@ def draw_word(image: np.ndarray, word: str, position: str, source: np.ndarray | 
     same word gives the same pixels."""
     if position not in WORD_POSITIONS:
         raise ValueError(f"word_position must be one of {list(WORD_POSITIONS)}, got {position!r}"
-                         f"{_close(position, WORD_POSITIONS)}")
+                         f"{close_matches(position, WORD_POSITIONS)}")
     r = image.shape[0]
     ss = 4 if r <= 64 else 2
     side = r * ss
@@ -331,7 +331,7 @@ def _check_keys(attrs) -> str | None:
     unknown = set(attrs) - set(ATTRIBUTE_KEYS)
     if unknown:
         key = sorted(unknown)[0]
-        raise ValueError(f"unknown attribute {key!r}{_close(key, ATTRIBUTE_KEYS)} (keys: {list(ATTRIBUTE_KEYS)})")
+        raise ValueError(f"unknown attribute {key!r}{close_matches(key, ATTRIBUTE_KEYS)} (keys: {list(ATTRIBUTE_KEYS)})")
     return attrs.get("concept") or attrs.get("name")
 
 
@@ -346,6 +346,7 @@ class EmojiWorld:
 
     styles = STYLES
     skin_tones = SKIN_TONES
+    decoder_preset = "emoji32"      # the UNet of its shipped decoder (decoder.DECODER_PRESETS)
 
     def __init__(self, seed: int = 0, resolution: int = SHIPPED_RESOLUTION, data_dir: str | Path | None = None):
         self.seed = seed
@@ -404,13 +405,13 @@ class EmojiWorld:
     @staticmethod
     def check_style(style: str) -> str:
         if style not in STYLES:
-            raise ValueError(f"unknown emoji style {style!r}{_close(style, STYLES)} (styles: {list(STYLES)})")
+            raise ValueError(f"unknown emoji style {style!r}{close_matches(style, STYLES)} (styles: {list(STYLES)})")
         return style
 
     @staticmethod
     def check_skin_tone(tone) -> str | None:
         if tone is not None and tone not in SKIN_TONES:
-            raise ValueError(f"unknown skin tone {tone!r}{_close(tone, SKIN_TONES)} "
+            raise ValueError(f"unknown skin tone {tone!r}{close_matches(tone, SKIN_TONES)} "
                              f"(skin tones: None or one of {list(SKIN_TONES)})")
         return tone
 
@@ -465,7 +466,7 @@ class EmojiWorld:
             position = position or "over"
             if position not in WORD_POSITIONS:
                 raise ValueError(f"word_position must be one of {list(WORD_POSITIONS)}, got {position!r}"
-                                 f"{_close(position, WORD_POSITIONS)}")
+                                 f"{close_matches(position, WORD_POSITIONS)}")
         else:
             position = None
         return {"concept": h, "name": self.concepts[h]["name"], "style": style, "skin_tone": tone,
@@ -475,7 +476,7 @@ class EmojiWorld:
     def pairs(self, split: str = "all") -> list[tuple[str, str]]:
         """The (concept, style) pairs of a split, each drawn in its base form (and maybe skin tones)."""
         if split not in SPLITS:
-            raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}{_close(split, SPLITS)}")
+            raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}{close_matches(split, SPLITS)}")
         return list(self._pairs[split])
 
     def combinations(self, split: str = "all") -> list[dict]:
@@ -522,6 +523,44 @@ class EmojiWorld:
             position = WORD_POSITIONS[rng.integers(2)]
         return {"concept": concept, "name": self.concepts[concept]["name"], "style": style, "skin_tone": tone,
                 "group": self.concepts[concept]["group"], "word": word, "word_position": position}
+
+    # -- what trainers and probes ask of a world (unclip_lib.worlds)
+    def draw_training(self, rng: np.random.Generator, split: str = "train", word_prob: float = 0.25,
+                      multi_share: float = 0.0) -> tuple[dict, dict]:
+        """One random training image: (attributes, {}) (an emoji image is one object: no multi_share)."""
+        return self.draw_image(rng, split, word_prob), {}
+
+    def render_drawn(self, attrs: dict, details: dict, resolution: int) -> np.ndarray:
+        """A drawn image as uint8 [R, R, 3]."""
+        return self.render_array(attrs, resolution)
+
+    def dataset(self, seed: int, resolution: int, length: int = 1_000_000_000) -> "EmojiDataset":
+        return EmojiDataset(seed=seed, length=length, resolution=resolution, data_dir=self.data.folder)
+
+    def clip_report(self, clip, n: int = 300, seed: int = 10_000) -> dict:
+        """The emoji CLIP's zero-shot figures (emoji_eval.clip_report)."""
+        from .emoji_eval import clip_report
+
+        return clip_report(clip, self, n=n, seed=seed)
+
+    def validation_images(self, n: int, resolution: int):
+        """Fresh images of training pairs (no word) of this world's seed, to reconstruct in validations."""
+        return self.sample(n, resolution=resolution, split="train", seed=0)
+
+    @staticmethod
+    def reconstruction_report(evaluator, generated, batch) -> dict:
+        """The evaluator's reading of generated images against the true attributes: concept
+        top-1 / top-5, style, skin tone."""
+        from .emoji_eval import emoji_accuracy
+
+        acc = emoji_accuracy(evaluator.predict(generated), batch.attributes)
+        return {k: round(acc[k], 3) for k in ("concept_top1", "concept_top5", "style", "skin_tone")}
+
+    def evaluator_recipe(self, validate: int = 500):
+        """How the emoji evaluator trains and is checked (emoji_eval.evaluator_recipe)."""
+        from .emoji_eval import evaluator_recipe
+
+        return evaluator_recipe(self, validate)
 
     def sample(self, n: int, resolution: int | None = None, split: str = "train", word_prob: float = 0.0,
                seed: int | None = None, caption_style: str = "canonical", skin_tone_prob: float = 0.5) -> Batch:
@@ -607,7 +646,7 @@ class EmojiWorld:
             group = attrs.get("group")
             if group is not None:
                 if group not in self.groups:
-                    raise ValueError(f"unknown emoji group {group!r}{_close(group, self.groups)} "
+                    raise ValueError(f"unknown emoji group {group!r}{close_matches(group, self.groups)} "
                                      f"(groups: {list(self.groups)})")
                 text += f" from the {self.groups[group]} group"
         if attrs.get("style") is not None:

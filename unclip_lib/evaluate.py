@@ -103,6 +103,18 @@ def evaluator_loss(logits: dict, labels: dict) -> torch.Tensor:
     return sum(F.cross_entropy(logits[k], labels[k], ignore_index=-100, reduction="sum") for k in HEAD_SIZES) / n
 
 
+@torch.no_grad()
+def in_chunks(fn, images, size: int, device, batch_size: int = 256) -> list:
+    """fn applied to images [N, 3, H, W] (or PIL / numpy) resized to size x size, batch_size
+    at a time on `device`; its outputs (tensors or dicts of them) moved to the CPU, in order."""
+    x = as_image_batch(images)
+    outs = []
+    for i in range(0, len(x), batch_size):
+        out = fn(resize(x[i:i + batch_size], size).to(device))
+        outs.append({k: v.cpu() for k, v in out.items()} if isinstance(out, dict) else out.cpu())
+    return outs
+
+
 class Evaluator:
     """Predicts the attributes of images of the shapes world (independent of CLIP)."""
 
@@ -110,25 +122,15 @@ class Evaluator:
         self.net = net.to(device).eval()
         self.device = torch.device(device)
 
-    @torch.no_grad()
     def logits(self, images, batch_size: int = 256) -> dict[str, torch.Tensor]:
-        x = as_image_batch(images)
-        outs = []
-        for i in range(0, len(x), batch_size):
-            chunk = resize(x[i:i + batch_size], self.net.config.input_size).to(self.device)
-            outs.append({k: v.cpu() for k, v in self.net(chunk).items()})
+        outs = in_chunks(self.net, images, self.net.config.input_size, self.device, batch_size)
         return {k: torch.cat([o[k] for o in outs]) for k in HEAD_SIZES}
 
-    @torch.no_grad()
     def features(self, images, batch_size: int = 256) -> torch.Tensor:
         """The evaluator's penultimate features [N, hidden] of images [N, 3, H, W]: the space
         in which `frechet_distance` and `kernel_distance` compare image sets."""
-        x = as_image_batch(images)
-        feats = []
-        for i in range(0, len(x), batch_size):
-            chunk = resize(x[i:i + batch_size], self.net.config.input_size).to(self.device)
-            feats.append(self.net.trunk(self.net.features((chunk - 0.5) / 0.25)).cpu())
-        return torch.cat(feats).double()
+        embed = lambda x: self.net.trunk(self.net.features((x - 0.5) / 0.25))  # noqa: E731
+        return torch.cat(in_chunks(embed, images, self.net.config.input_size, self.device, batch_size)).double()
 
     def predict(self, images, objects: int | None = None) -> list[dict]:
         """One attribute dict per image, in the world's form.
@@ -166,17 +168,24 @@ def new_evaluator(config: EvaluatorConfig = EvaluatorConfig()) -> Evaluator:
     return Evaluator(AttributeNet(config))
 
 
-def load_evaluator(name: str = "shapes", device: str | torch.device = "cpu") -> Evaluator:
-    """The shipped evaluator ("shapes") or one of our evaluator checkpoints (a path)."""
+def load_evaluator(name: str = "shapes", device: str | torch.device = "cpu"):
+    """A shipped evaluator ("shapes", "emoji") or one of our evaluator checkpoints (a path).
+    The config stored in the file says which world's ruler it is."""
     name = weights_name(name, "evaluator")
     path = Path(name) if name.endswith(".safetensors") else shipped_path(f"evaluator/{name}")
     tensors, config, _ = load_checkpoint(path, "evaluator")
     try:
-        net = AttributeNet(EvaluatorConfig(**config))
+        if "concepts" in config:       # the emoji world's ruler
+            from .emoji_eval import EmojiEvaluator, EmojiEvaluatorConfig, EmojiNet
+
+            net = EmojiNet(EmojiEvaluatorConfig(**config))
+            wrap = EmojiEvaluator
+        else:
+            net, wrap = AttributeNet(EvaluatorConfig(**config)), Evaluator
     except TypeError as err:
         raise CheckpointError(f"{path}: config does not describe an evaluator ({err})") from err
     load_state_into(net, tensors, str(path))
-    return Evaluator(net, device)
+    return wrap(net, device=device)
 
 
 # ----------------------------------------------------------------------------- metrics

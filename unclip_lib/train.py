@@ -296,12 +296,12 @@ def _one_thread(_worker_id: int) -> None:
 
 
 class ClipBatch:
-    """Picklable renderer of CLIP training batches: (images [B,3,R,R], captions)."""
+    """Picklable renderer of CLIP training batches: (images [B,3,R,R], captions) of a world."""
 
-    def __init__(self, seed: int, batch_size: int, resolution: int):
-        from .world import ShapesDataset
+    def __init__(self, seed: int, batch_size: int, resolution: int, world: str = "shapes"):
+        from .worlds import get_world
 
-        self.data = ShapesDataset(seed=seed, resolution=resolution)
+        self.data = get_world(world).dataset(seed=seed, resolution=resolution)
         self.batch_size = batch_size
 
     def __call__(self, step: int):
@@ -310,19 +310,20 @@ class ClipBatch:
 
 
 def train_clip(run_dir: str | Path = "runs/clip", preset: str = "shapes", cfg: TrainConfig | None = None,
-               export: str | Path | None = None, workers: int = 1, validate: int = 300):
-    """Train a tiny CLIP contrastively on the shapes world; optionally export weights.
-    Validation: zero-shot accuracy on `validate` fresh one-object images per checkpoint."""
+               export: str | Path | None = None, workers: int = 1, validate: int = 300, world: str = "shapes"):
+    """Train a tiny CLIP contrastively on a world ("shapes" or "emoji"); optionally export
+    weights. Validation per checkpoint: the world's zero-shot figures (`clip_report`) on
+    `validate` fresh images."""
     from .checkpoints import export_weights
     from .clip import CLIP_PRESETS, contrastive_loss, new_clip
-    from .evaluate import zero_shot_accuracy
-    from .world import ShapesWorld
+    from .worlds import check_world_name, get_world
 
+    check_world_name(world)
     cfg = cfg or TrainConfig()
     torch.manual_seed(cfg.seed)  # the initial weights too: same seed, same run
     clip = new_clip(preset)
     model_config = asdict(CLIP_PRESETS[preset])
-    val = ShapesWorld(seed=10_000).sample(validate, resolution=clip.image_size) if validate else None
+    measured = get_world(world)
 
     def loss_fn(model, batch, gen):
         images, captions = batch
@@ -330,17 +331,17 @@ def train_clip(run_dir: str | Path = "runs/clip", preset: str = "shapes", cfg: T
                                 model.logit_scale)
 
     def on_checkpoint(step, model):
-        if val is None:
+        if not validate or (step % 500 and step != cfg.steps):
             return {}
         model.eval()
-        return {k: round(v, 4) for k, v in zero_shot_accuracy(model, val.images, val.attributes).items()}
+        return measured.clip_report(model, n=validate)
 
-    make_batch = Prefetcher(ClipBatch(cfg.seed, cfg.batch_size, clip.image_size), cfg.steps, workers)
-    clip, _ = fit(clip, make_batch, loss_fn, cfg, run_dir, "clip", model_config, desc="clip",
+    make_batch = Prefetcher(ClipBatch(cfg.seed, cfg.batch_size, clip.image_size, world), cfg.steps, workers)
+    clip, _ = fit(clip, make_batch, loss_fn, cfg, run_dir, "clip", model_config, desc=f"clip ({world})",
                   on_checkpoint=on_checkpoint)
     if export and is_main_process():
         export_weights(clip, export, "clip", model_config,
-                       {"train": asdict(cfg), "preset": preset, "train_seconds": run_seconds(run_dir)})
+                       {"train": asdict(cfg), "preset": preset, "world": world, "train_seconds": run_seconds(run_dir)})
     return clip
 
 
@@ -382,37 +383,34 @@ class EvaluatorBatch:
 
 
 def train_evaluator(run_dir: str | Path = "runs/evaluator", cfg: TrainConfig | None = None,
-                    export: str | Path | None = None, workers: int = 1, validate: int = 500):
-    """Train the attribute evaluator on ground truth; optionally export weights."""
+                    export: str | Path | None = None, workers: int = 1, validate: int = 500,
+                    world: str = "shapes"):
+    """Train a world's attribute evaluator on ground truth; optionally export weights. The
+    world supplies the network, batches, loss and validation (`evaluator_recipe`)."""
     from .checkpoints import export_weights
-    from .evaluate import AttributeNet, Evaluator, EvaluatorConfig, evaluator_loss, scene_accuracy
-    from .world import ShapesWorld
+    from .worlds import check_world_name, get_world
 
+    check_world_name(world)
     cfg = cfg or TrainConfig(steps=1500, batch_size=128, lr=2e-3, weight_decay=0.01)
     torch.manual_seed(cfg.seed)  # the initial weights too: same seed, same run
-    config = EvaluatorConfig()
-    net = AttributeNet(config)
-    world = ShapesWorld(seed=20_000)
-    val = [world.sample(validate // 2, objects=k, resolution=r, split="all", word_prob=0.3)
-           for k, r in ((1, 32), (2, 128))]
+    recipe = get_world(world).evaluator_recipe(validate)
 
     def loss_fn(model, batch, gen):
         x, labels = batch
-        return evaluator_loss(model(x), labels)
+        return recipe.loss(model(x), labels)
 
     def on_checkpoint(step, model):
-        ev = Evaluator(model)
-        return {f"{b.images.shape[-1]}px/{'1' if 'objects' not in b.attributes[0] else '2'}obj":
-                {k: round(v, 4) for k, v in scene_accuracy(ev.predict(b.images), b.attributes).items()}
-                for b in val}
+        if step % 500 and step != cfg.steps:
+            return {}
+        return recipe.report(model)
 
-    make_batch = Prefetcher(EvaluatorBatch(cfg.seed, cfg.batch_size), cfg.steps, workers)
-    net, _ = fit(net, make_batch, loss_fn, cfg, run_dir, "evaluator", asdict(config), desc="evaluator",
-                 on_checkpoint=on_checkpoint)
+    make_batch = Prefetcher(recipe.batches(cfg.seed, cfg.batch_size), cfg.steps, workers)
+    net, _ = fit(recipe.net, make_batch, loss_fn, cfg, run_dir, "evaluator", recipe.config,
+                 desc=f"evaluator ({world})", on_checkpoint=on_checkpoint)
     if export and is_main_process():
-        export_weights(net, export, "evaluator", asdict(config),
-                       {"train": asdict(cfg), "train_seconds": run_seconds(run_dir)})
-    return Evaluator(net)
+        export_weights(net, export, "evaluator", recipe.config,
+                       {"train": asdict(cfg), "world": world, "train_seconds": run_seconds(run_dir)})
+    return recipe.wrap(net)
 
 
 # ----------------------------------------------------------------------------- decoder
@@ -420,25 +418,25 @@ def train_evaluator(run_dir: str | Path = "runs/evaluator", cfg: TrainConfig | N
 class DecoderBatch:
     """Decoder training batch of step s: (images [B,3,R,R] in [0,1], z_i [B,D], caption
     tokens [B,L,W], token mask [B,L]); z_i from the frozen CLIP on a render of the same
-    scene at CLIP's input size."""
+    image at CLIP's input size."""
 
-    def __init__(self, seed: int, batch_size: int, resolution: int, clip):
+    def __init__(self, seed: int, batch_size: int, resolution: int, clip, world: str = "shapes"):
+        from .worlds import get_world
+
         self.seed, self.batch_size, self.resolution, self.clip = seed, batch_size, resolution, clip
+        self.world = get_world(world)
 
     def __call__(self, step: int):
         import numpy as np
 
-        from .world import ShapesWorld, render_scene
-
         rng = np.random.default_rng([self.seed, step, 11])
-        attrs, details, captions = [], [], []
+        drawn, captions = [], []
         for _ in range(self.batch_size):
-            a, d = ShapesWorld.draw_scene(rng, 2 if rng.random() < 0.25 else 1, "train", word_prob=0.25)
-            attrs.append(a)
-            details.append(d)
-            captions.append(ShapesWorld.training_caption(a, rng))
+            a, d = self.world.draw_training(rng, "train", word_prob=0.25, multi_share=0.25)
+            drawn.append((a, d))
+            captions.append(self.world.training_caption(a, rng))
         render = lambda res: torch.from_numpy(np.stack(  # noqa: E731
-            [render_scene(a, res, d) for a, d in zip(attrs, details)])).permute(0, 3, 1, 2).float() / 255
+            [self.world.render_drawn(a, d, res) for a, d in drawn])).permute(0, 3, 1, 2).float() / 255
         images = render(self.resolution)
         with torch.no_grad():
             z_i = self.clip.encode_image(render(self.clip.image_size))
@@ -447,13 +445,12 @@ class DecoderBatch:
 
 
 def decoder_validation(decoder, clip, evaluator, n: int = 100, steps: int = 20, guidance: float = 3.0,
-                       seed: int = 30_000) -> dict:
-    """Attribute agreement between fresh one-object images and their decodings from z_i
-    alone (fresh x_T), judged by the evaluator."""
-    from .evaluate import attribute_accuracy
-    from .world import ShapesWorld
+                       seed: int = 30_000, world: str = "shapes") -> dict:
+    """Agreement, judged by the world's evaluator, between fresh images and their decodings
+    from z_i alone (fresh x_T): `world.reconstruction_report`."""
+    from .worlds import get_world
 
-    batch = ShapesWorld(seed=seed).sample(n, objects=1, resolution=clip.image_size)
+    batch = get_world(world, seed=seed).validation_images(n, clip.image_size)
     z_i = clip.encode_image(batch.images).to(next(decoder.parameters()).device)
     inpaint = None
     if decoder.unet.config.inpaint_channels:     # an inpainting decoder: nothing kept, all drawn
@@ -463,18 +460,17 @@ def decoder_validation(decoder, clip, evaluator, n: int = 100, steps: int = 20, 
         inpaint = inpaint_condition(torch.zeros(n, 3, r, r), torch.ones(n, 1, r, r)).to(z_i.device)
     decoded = decoder.sample(z_i, steps=steps, guidance_clip=guidance, inpaint=inpaint,
                              generator=torch.Generator().manual_seed(seed)).cpu()
-    truth = evaluator.predict(batch.images, objects=1)
-    acc = attribute_accuracy(evaluator.predict(decoded, objects=1), truth)
-    return {k: round(v, 3) for k, v in acc.items()}
+    return get_world(world).reconstruction_report(evaluator, decoded, batch)
 
 
-def train_decoder(run_dir: str | Path = "runs/decoder", preset: str = "base32", cfg: TrainConfig | None = None,
+def train_decoder(run_dir: str | Path = "runs/decoder", preset: str | None = None, cfg: TrainConfig | None = None,
                   export: str | Path | None = None, workers: int = 1, validate: int = 100,
-                  cache: str | Path | None = None, init: str | Path | None = None):
-    """Train the CLIP-conditioned base decoder; optionally export. By default on the shapes
-    world with the frozen shipped CLIP (validated by the evaluator); with `cache`, on the
+                  cache: str | Path | None = None, init: str | Path | None = None, world: str = "shapes"):
+    """Train the CLIP-conditioned base decoder; optionally export. By default on a world
+    ("shapes" or "emoji") with its frozen shipped CLIP (validated by its evaluator); with `cache`, on the
     images and embeddings of an embedding cache built with images=<resolution> (any CLIP:
-    the UNet's conditioning widths and resolution follow the cache). `init`: warm-start from
+    the UNet's conditioning widths and resolution follow the cache). `preset`: the UNet (default:
+    the world's `decoder_preset`). `init`: warm-start from
     a trained decoder whose tensors this preset contains (`warm_start`), e.g. the folded
     trunk ("folded32") that the shipped "base32" extends with its full-resolution stage."""
     from dataclasses import replace
@@ -485,8 +481,13 @@ def train_decoder(run_dir: str | Path = "runs/decoder", preset: str = "base32", 
     from .embedding_cache import EmbeddingCache
     from .evaluate import load_evaluator
 
+    from .worlds import get_world
+
     cfg = cfg or TrainConfig(steps=3000, batch_size=64, lr=1e-3, warmup=200, weight_decay=0.0, ema=0.999)
     torch.manual_seed(cfg.seed)  # the initial weights too: same seed, same run
+    preset = preset or get_world(world).decoder_preset
+    if preset not in DECODER_PRESETS:
+        raise ValueError(f"unknown decoder preset {preset!r}; known: {sorted(DECODER_PRESETS)}")
     config = DECODER_PRESETS[preset]
     if cache is not None:
         data = EmbeddingCache(cache)
@@ -496,11 +497,11 @@ def train_decoder(run_dir: str | Path = "runs/decoder", preset: str = "base32", 
                          text_dim=data.text_shape[1])
         clip_name, clip, validate = data.clip_name, None, 0
     else:
-        clip_name, clip = "shapes", load_clip("shapes")
+        clip_name, clip = world, load_clip(world)
     decoder = DiffusionDecoder(UNet(config))
     model_config = {"unet": asdict(config), "clip": clip_name, "schedule": "linear", "prediction": "v"}
     started = warm_start(decoder, init, "decoder") if init else {}
-    evaluator = load_evaluator("shapes") if validate else None
+    evaluator = load_evaluator(world) if validate else None
 
     def loss_fn(model, batch, gen):
         images, z_i, text, mask = batch
@@ -509,14 +510,15 @@ def train_decoder(run_dir: str | Path = "runs/decoder", preset: str = "base32", 
     def on_checkpoint(step, model):
         if not validate or step % 500:
             return {}
-        return decoder_validation(model, clip, evaluator, n=validate)
+        return decoder_validation(model, clip, evaluator, n=validate, world=world)
 
     if cache is not None:
         def make_batch(step):
             return data.decoder_batch(step, cfg.batch_size, cfg.seed)
     else:
-        make_batch = Prefetcher(DecoderBatch(cfg.seed, cfg.batch_size, config.resolution, clip), cfg.steps, workers)
-    decoder, ema = fit(decoder, make_batch, loss_fn, cfg, run_dir, "decoder", model_config, desc="decoder",
+        make_batch = Prefetcher(DecoderBatch(cfg.seed, cfg.batch_size, config.resolution, clip, world),
+                                cfg.steps, workers)
+    decoder, ema = fit(decoder, make_batch, loss_fn, cfg, run_dir, "decoder", model_config, desc=f"decoder ({world})",
                        on_checkpoint=on_checkpoint)
     final = ema if ema is not None else decoder
     if export and is_main_process():
@@ -529,22 +531,25 @@ class UpsamplerBatch:
     """Upsampler training batch: random crops (crop px of the high-res render) and the
     matching crops of the degraded low-res render of the same scenes."""
 
-    def __init__(self, seed: int, batch_size: int, low: int, high: int, crop: int, degradation: str):
+    def __init__(self, seed: int, batch_size: int, low: int, high: int, crop: int, degradation: str,
+                 world: str = "shapes"):
+        from .worlds import get_world
+
         self.seed, self.batch_size = seed, batch_size
         self.low, self.high, self.crop, self.degradation = low, high, crop, degradation
+        self.world = get_world(world)
 
     def __call__(self, step: int):
         import numpy as np
 
         from .degradations import blur_degrade, bsr_degrade
-        from .world import ShapesWorld, render_scene
 
         rng = np.random.default_rng([self.seed, step, 13])
         g = torch.Generator().manual_seed(int(rng.integers(2**31)))
-        scenes = [ShapesWorld.draw_scene(rng, 2 if rng.random() < 0.3 else 1, "all", word_prob=0.3)
+        scenes = [self.world.draw_training(rng, "all", word_prob=0.3, multi_share=0.3)
                   for _ in range(self.batch_size)]
         render = lambda res: torch.from_numpy(np.stack(  # noqa: E731
-            [render_scene(a, res, d) for a, d in scenes])).permute(0, 3, 1, 2).float() / 255
+            [self.world.render_drawn(a, d, res) for a, d in scenes])).permute(0, 3, 1, 2).float() / 255
         high, low = render(self.high), render(self.low)
         if self.degradation == "blur":
             low = blur_degrade(low, g)
@@ -573,16 +578,22 @@ BSR_CLEAN_SHARE = 0.2
 
 
 def upsampler_validation(upsampler, low: int, high: int, degradation: str, n: int = 64, steps: int = 10,
-                         seed: int = 40_000) -> dict:
+                         seed: int = 40_000, world: str = "shapes") -> dict:
     """PSNR (dB) of the upsampler and of bicubic upscaling against the true high-res render,
-    on held-out scenes; low-res inputs clean for the BSR stage (also reported after the BSR
-    mix, as "*_bsr"), blurred as in training for the blur stage."""
-    from .degradations import blur_degrade, bsr_degrade
-    from .world import ShapesWorld
+    on fresh images of a world; low-res inputs clean for the BSR stage (also reported after
+    the BSR mix, as "*_bsr"), blurred as in training for the blur stage."""
+    import numpy as np
 
-    world = ShapesWorld(seed=seed)
-    batch = world.sample(n, objects=1, resolution=high, split="all", word_prob=0.3)
-    lows = world.render(batch.attributes, low, details=batch.details)
+    from .degradations import blur_degrade, bsr_degrade
+    from .world import Batch
+    from .worlds import get_world
+
+    w = get_world(world, seed=seed)
+    rng = np.random.default_rng(seed)
+    drawn = [w.draw_training(rng, "all", word_prob=0.3, multi_share=0.0) for _ in range(n)]
+    render = lambda res: torch.from_numpy(np.stack(  # noqa: E731
+        [w.render_drawn(a, d, res) for a, d in drawn])).permute(0, 3, 1, 2).float() / 255
+    batch, lows = Batch(render(high), [], [a for a, _ in drawn]), render(low)
     g = torch.Generator().manual_seed(seed)
     psnr = lambda a: float(10 * torch.log10(1 / ((a - batch.images) ** 2).mean()))  # noqa: E731
     inputs = {"": blur_degrade(lows, g)} if degradation == "blur" else {"": lows, "_bsr": bsr_degrade(lows, g)}
@@ -598,8 +609,9 @@ def upsampler_validation(upsampler, low: int, high: int, degradation: str, n: in
 
 def train_upsampler(stage: str = "up64", run_dir: str | Path | None = None, cfg: TrainConfig | None = None,
                     export: str | Path | None = None, workers: int = 1, crop: int | None = None,
-                    init: str | Path | None = None, preset: str | None = None):
-    """Train one diffusion upsampler stage ("up64": 32->64, blur; "up128": 64->128, BSR).
+                    init: str | Path | None = None, preset: str | None = None, world: str = "shapes"):
+    """Train one diffusion upsampler stage ("up64": 32->64, blur; "up128": 64->128, BSR) on a
+    world's images.
     `preset` picks the UNet (default: the stage's name in UPSAMPLER_PRESETS; "<stage>_folded"
     is the trunk alone); `init` warm-starts from a trained stage (`warm_start`)."""
     from .checkpoints import export_weights
@@ -632,9 +644,10 @@ def train_upsampler(stage: str = "up64", run_dir: str | Path | None = None, cfg:
         from .pipeline import SamplingDefaults
 
         steps = SamplingDefaults().upsampler_steps[list(UPSAMPLER_STAGES).index(stage)]
-        return upsampler_validation(model, low, high, degradation, steps=steps)
+        return upsampler_validation(model, low, high, degradation, steps=steps, world=world)
 
-    make_batch = Prefetcher(UpsamplerBatch(cfg.seed, cfg.batch_size, low, high, crop, degradation), cfg.steps, workers)
+    make_batch = Prefetcher(UpsamplerBatch(cfg.seed, cfg.batch_size, low, high, crop, degradation, world),
+                            cfg.steps, workers)
     upsampler, ema = fit(upsampler, make_batch, loss_fn, cfg, run_dir, "upsampler",
                          model_config, desc=stage, on_checkpoint=on_checkpoint)
     final = ema if ema is not None else upsampler
@@ -652,19 +665,20 @@ class PriorBatch:
     mask [B,L], z_t [B,D]); z_i from the frozen CLIP on the scene's image, z_t and the
     tokens from one of the scene's captions."""
 
-    def __init__(self, seed: int, batch_size: int, clip, two_object_share: float = 0.25):
+    def __init__(self, seed: int, batch_size: int, clip, two_object_share: float = 0.25, world: str = "shapes"):
+        from .worlds import get_world
+
         self.seed, self.batch_size, self.clip, self.two = seed, batch_size, clip, two_object_share
+        self.world = get_world(world)
 
     def scenes(self, step: int):
         import numpy as np
 
-        from .world import ShapesWorld, render_scene
-
         rng = np.random.default_rng([self.seed, step, 17])
-        drawn = [ShapesWorld.draw_scene(rng, 2 if rng.random() < self.two else 1, "train", word_prob=0.25)
+        drawn = [self.world.draw_training(rng, "train", word_prob=0.25, multi_share=self.two)
                  for _ in range(self.batch_size)]
-        captions = [ShapesWorld.training_caption(a, rng) for a, _ in drawn]
-        images = torch.from_numpy(np.stack([render_scene(a, self.clip.image_size, d) for a, d in drawn]))
+        captions = [self.world.training_caption(a, rng) for a, _ in drawn]
+        images = torch.from_numpy(np.stack([self.world.render_drawn(a, d, self.clip.image_size) for a, d in drawn]))
         return images.permute(0, 3, 1, 2).float() / 255, captions
 
     def __call__(self, step: int):
@@ -676,11 +690,12 @@ class PriorBatch:
         return z_i, text, mask, z_t
 
 
-def fit_prior_quantizer(clip, buckets: int, n: int = 20_000, seed: int = 50_000, keep_variance: float = 0.99):
+def fit_prior_quantizer(clip, buckets: int, n: int = 20_000, seed: int = 50_000, keep_variance: float = 0.99,
+                        world: str = "shapes"):
     """The autoregressive prior's PCA + buckets, fitted on the z_i of n training scenes."""
     from .prior import PCAQuantizer
 
-    make = PriorBatch(seed, 500, clip)
+    make = PriorBatch(seed, 500, clip, world=world)
     z_i, z_t = [], []
     for step in range(n // 500):
         images, captions = make.scenes(step)
@@ -689,10 +704,10 @@ def fit_prior_quantizer(clip, buckets: int, n: int = 20_000, seed: int = 50_000,
     return PCAQuantizer.fit(torch.cat(z_i), torch.cat(z_t), buckets, keep_variance=keep_variance)
 
 
-def prior_validation(prior, clip, n: int = 200, seed: int = 60_000) -> dict:
+def prior_validation(prior, clip, n: int = 200, seed: int = 60_000, world: str = "shapes") -> dict:
     """Mean cosine of sampled z_i with the true image's z_i, and the baseline of z_t itself."""
     device = next(prior.parameters()).device
-    z_i, text, mask, z_t = (t.to(device) for t in PriorBatch(seed, n, clip)(0))
+    z_i, text, mask, z_t = (t.to(device) for t in PriorBatch(seed, n, clip, world=world)(0))
     sampled = prior.sample(text, mask, z_t, generator=torch.Generator().manual_seed(seed))
     return {"cos_sample": round(float((sampled * z_i).sum(-1).mean()), 4),
             "cos_z_t": round(float((z_t * z_i).sum(-1).mean()), 4)}
@@ -709,9 +724,9 @@ def cache_prior_validation(prior, cache, n: int = 200, seed: int = 60_000) -> di
 
 def train_prior(kind: str = "diffusion", run_dir: str | Path | None = None, preset: str = "shapes",
                 cfg: TrainConfig | None = None, export: str | Path | None = None, workers: int = 1,
-                validate: int = 200, cache: str | Path | None = None):
-    """Train a prior ("diffusion" or "autoregressive"): by default on the shipped CLIP's
-    embeddings of the shapes world; with `cache`, on an embedding cache of any CLIP (the
+                validate: int = 200, cache: str | Path | None = None, world: str = "shapes"):
+    """Train a prior ("diffusion" or "autoregressive"): by default on the embeddings of a
+    world ("shapes" or "emoji") by its shipped CLIP; with `cache`, on an embedding cache of any CLIP (the
     prior's widths follow the cache), validated on a fixed batch of the cache."""
     from dataclasses import replace
 
@@ -732,14 +747,14 @@ def train_prior(kind: str = "diffusion", run_dir: str | Path | None = None, pres
         config = replace(config, dim=data.dim, text_dim=width, text_len=length)
         clip_name, clip = data.clip_name, None
     else:
-        clip_name, clip = "shapes", load_clip("shapes")
+        clip_name, clip = world, load_clip(world)
     if kind == "diffusion":
         prior = DiffusionPrior(config)
     elif cache is not None:
         z_i, z_t = data.column("z_i", 20_000), data.column("z_t", 20_000)
         prior = AutoregressivePrior(config, PCAQuantizer.fit(z_i, z_t, config.buckets, keep_variance=0.99))
     else:
-        prior = AutoregressivePrior(config, fit_prior_quantizer(clip, config.buckets))
+        prior = AutoregressivePrior(config, fit_prior_quantizer(clip, config.buckets, world=world))
     model_config = {"prior": asdict(prior.config), "kind": kind, "clip": clip_name}
 
     def loss_fn(model, batch, gen):
@@ -752,13 +767,13 @@ def train_prior(kind: str = "diffusion", run_dir: str | Path | None = None, pres
         model.eval()
         if cache is not None:
             return cache_prior_validation(model, data, n=min(validate, len(data)))
-        return prior_validation(model, clip, n=validate)
+        return prior_validation(model, clip, n=validate, world=world)
 
     if cache is not None:
         def make_batch(step):
             return data.prior_batch(step, cfg.batch_size, cfg.seed)
     else:
-        make_batch = Prefetcher(PriorBatch(cfg.seed, cfg.batch_size, clip), cfg.steps, workers)
+        make_batch = Prefetcher(PriorBatch(cfg.seed, cfg.batch_size, clip, world=world), cfg.steps, workers)
     prior, ema = fit(prior, make_batch, loss_fn, cfg, run_dir, "prior", model_config, desc=f"{kind} prior",
                      on_checkpoint=on_checkpoint)
     final = ema if ema is not None else prior

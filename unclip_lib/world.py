@@ -284,6 +284,7 @@ class ShapesWorld:
     }
     held_out = HELD_OUT
     words = list(WORDS)
+    decoder_preset = "base32"       # the UNet of its shipped decoder (decoder.DECODER_PRESETS)
 
     def __init__(self, seed: int = 0, resolution: int = 64):
         self.seed = check_int(seed, "seed", 0, hint="any non-negative integer")
@@ -328,6 +329,68 @@ class ShapesWorld:
                 "bg_shift": rng.integers(-6, 7, 3),
             }
         return attrs, details
+
+    # -- what trainers and probes ask of a world (unclip_lib.worlds)
+    @staticmethod
+    def draw_training(rng: np.random.Generator, split: str = "train", word_prob: float = 0.25,
+                      multi_share: float = 0.25) -> tuple[dict, dict]:
+        """One random training scene (two objects with probability multi_share; with 0, the
+        draws are exactly draw_scene's with one object)."""
+        return ShapesWorld.draw_scene(rng, 2 if multi_share > 0 and rng.random() < multi_share else 1, split,
+                                      word_prob)
+
+    @staticmethod
+    def render_drawn(attrs: dict, details: dict, resolution: int) -> np.ndarray:
+        """A drawn scene as uint8 [R, R, 3]."""
+        return render_scene(attrs, resolution, details)
+
+    @staticmethod
+    def dataset(seed: int, resolution: int, length: int = 1_000_000) -> "ShapesDataset":
+        return ShapesDataset(seed=seed, length=length, resolution=resolution)
+
+    @staticmethod
+    def clip_report(clip, n: int = 300, seed: int = 10_000) -> dict:
+        """Zero-shot accuracy per attribute of `n` fresh one-object scenes (evaluate.zero_shot_accuracy)."""
+        from .evaluate import zero_shot_accuracy
+
+        val = ShapesWorld(seed=seed).sample(n, resolution=clip.image_size)
+        return {k: round(v, 4) for k, v in zero_shot_accuracy(clip, val.images, val.attributes).items()}
+
+    def validation_images(self, n: int, resolution: int):
+        """Fresh one-object scenes of this world's seed, to reconstruct in validations."""
+        return self.sample(n, objects=1, resolution=resolution)
+
+    @staticmethod
+    def reconstruction_report(evaluator, generated, batch) -> dict:
+        """Per-attribute agreement of the evaluator's reading of generated images with its
+        reading of the true ones (one object each)."""
+        from .evaluate import attribute_accuracy
+
+        acc = attribute_accuracy(evaluator.predict(generated, objects=1), evaluator.predict(batch.images, objects=1))
+        return {k: round(v, 3) for k, v in acc.items()}
+
+    @staticmethod
+    def evaluator_recipe(validate: int = 500):
+        """How the shapes evaluator trains (train.evaluator_batch) and is checked: scene accuracy
+        on `validate` fresh scenes, half one-object at 32 px, half two-object at 128 px."""
+        from dataclasses import asdict
+
+        from .evaluate import AttributeNet, Evaluator, EvaluatorConfig, evaluator_loss, scene_accuracy
+        from .train import EvaluatorBatch
+        from .worlds import EvaluatorRecipe
+
+        world = ShapesWorld(seed=20_000)
+        val = [world.sample(validate // 2, objects=k, resolution=r, split="all", word_prob=0.3)
+               for k, r in ((1, 32), (2, 128))]
+
+        def report(net):
+            ev = Evaluator(net)
+            return {f"{b.images.shape[-1]}px/{'1' if 'objects' not in b.attributes[0] else '2'}obj":
+                    {k: round(v, 4) for k, v in scene_accuracy(ev.predict(b.images), b.attributes).items()}
+                    for b in val}
+
+        config = EvaluatorConfig()
+        return EvaluatorRecipe(AttributeNet(config), asdict(config), EvaluatorBatch, evaluator_loss, report, Evaluator)
 
     def sample(self, n: int, objects: int = 1, resolution: int | None = None, split: str = "train",
                word_prob: float = 0.0, seed: int | None = None, caption_style: str = "canonical") -> Batch:

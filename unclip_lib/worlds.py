@@ -1,0 +1,63 @@
+"""The worlds the stack trains and measures in, by name.
+
+A world supplies images, captions, attributes and the ways to measure a model on them;
+every trainer and probe takes the world as a parameter, so the modules never branch on
+which world it is. Both worlds answer the same calls:
+
+- `dataset(seed, resolution, length)`: map-style (image [3, R, R], training caption) items;
+- `draw_training(rng, split, word_prob, multi_share)` -> (attributes, details) of one
+  random training image (`multi_share`: share of two-object scenes, where a world has them);
+- `render_drawn(attrs, details, resolution)` -> uint8 [R, R, 3];
+- `training_caption(attrs, rng)`, `caption(attrs)`;
+- `clip_report(clip, n, seed)` -> {figure: value}: the world's zero-shot figures of a CLIP;
+- `evaluator_recipe(validate)` -> `EvaluatorRecipe`: how to train and check its ruler.
+
+    world = get_world("emoji")
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch.nn as nn
+
+WORLD_NAMES = ("shapes", "emoji")
+
+
+def get_world(name: str, seed: int = 0):
+    """A world by name ("shapes" or "emoji"); a clear error for any other name."""
+    if name == "shapes":
+        from .world import ShapesWorld
+
+        return ShapesWorld(seed=seed)
+    if name == "emoji":
+        from .emoji import EmojiWorld
+
+        return EmojiWorld(seed=seed)
+    from .checks import close_matches
+
+    raise ValueError(f"unknown world {name!r}{close_matches(name, WORLD_NAMES)}; worlds: {list(WORLD_NAMES)}")
+
+
+def check_world_name(name) -> str:
+    """The name of a world, checked before any work."""
+    if name not in WORLD_NAMES:
+        from .checks import close_matches
+
+        raise ValueError(f"unknown world {name!r}{close_matches(str(name), WORLD_NAMES)}; "
+                         f"worlds: {list(WORLD_NAMES)}")
+    return name
+
+
+@dataclass
+class EvaluatorRecipe:
+    """What training a world's evaluator needs: the untrained network and its config,
+    batches(seed, batch_size) -> make_batch(step) -> (images, labels), the loss of
+    (logits, labels), report(net) -> validation figures, and wrap(net) -> the evaluator."""
+
+    net: nn.Module
+    config: dict
+    batches: Callable
+    loss: Callable
+    report: Callable
+    wrap: Callable
