@@ -596,6 +596,49 @@ def world_section(seed: int, n: int) -> list[str]:
     return out
 
 
+def emoji_section(seed: int, n: int) -> list[str]:
+    """The emoji world: its CLIP's zero-shot figures and its evaluator's accuracy, on fresh images."""
+    from unclip_lib.degradations import blur_degrade
+    from unclip_lib.emoji import EmojiWorld
+    from unclip_lib.emoji_eval import clip_report, emoji_accuracy, evaluator_report
+    from unclip_lib.evaluate import frechet_distance
+
+    world = EmojiWorld(seed=seed)
+    clip = load_clip("emoji")
+    rep = clip_report(clip, world, n=n, seed=seed)
+    meta = read_metadata(shipped_path("clip/emoji"))["extra"]
+    rows = [("concept top-1 (all 1,633 names)", "concept_top1"), ("concept top-5", "concept_top5"),
+            ("style (own name, 4 styles)", "style"), ("image -> text recall@1", "image_to_text_r@1"),
+            ("image -> text recall@5", "image_to_text_r@5"), ("text -> image recall@1", "text_to_image_r@1"),
+            ("text -> image recall@5", "text_to_image_r@5")]
+    out = [f"Emoji CLIP zero-shot, {n} fresh images per column (retrieval among the column's {n} canonical "
+           "captions):", "", "| figure | training pairs | held-out pairs |", "|---|---|---|"]
+    out += [f"| {label} | {rep['train/' + k]:.1%} | {rep['held_out/' + k]:.1%} |" for label, k in rows]
+    out += [f"| skin tone (own name, 5 tones or none) | {rep['train/skin_tone']:.1%} | - |",
+            f"| written word (740 words), any pair | {rep['word_top1']:.1%} | - |",
+            "", f"Emoji CLIP training: {meta['train']['steps']} steps of batch {meta['train']['batch_size']}, "
+            f"{train_seconds(meta) / 60:.0f} minutes wall clock (the shipped run)."]
+    ev = load_evaluator("emoji")
+    keys = ("concept_top1", "concept_top5", "style", "skin_tone", "word", "all")
+    out += ["", f"Emoji evaluator on fresh true renders ({n} per row, a word on 30%):", "",
+            "| images | concept top-1 | concept top-5 | style | skin tone | word | all four |",
+            "|---|---|---|---|---|---|---|"]
+    for name, acc in evaluator_report(ev, n=n, seed=seed + 1).items():
+        out.append(f"| {name.replace('/', ', ')} | " + " | ".join(f"{acc[k]:.1%}" for k in keys) + " |")
+    a, b = (world.sample(n, resolution=32, seed=seed + k) for k in (2, 3))
+    blurred = blur_degrade(b.images, torch.Generator().manual_seed(seed))
+    fa, fb, fbl = (ev.features(x) for x in (a.images, b.images, blurred))
+    acc_blur = emoji_accuracy(ev.predict(blurred), b.attributes)
+    emeta = read_metadata(shipped_path("evaluator/emoji"))["extra"]
+    out += ["", f"Fréchet distance in the evaluator's features, {n} + {n} images at 32 px: true against true "
+            f"{frechet_distance(fa, fb):.0f} (the floor at this sample size); true against blurred true "
+            f"{frechet_distance(fa, fbl):.0f} (on the blurred, concept top-1 {acc_blur['concept_top1']:.1%}, "
+            f"top-5 {acc_blur['concept_top5']:.1%}).",
+            "", f"Evaluator training: {emeta['train']['steps']} steps of batch {emeta['train']['batch_size']}, "
+            f"{train_seconds(emeta) / 60:.0f} minutes wall clock."]
+    return out
+
+
 def evaluation_section(seed: int, n: int) -> list[str]:
     """Guidance against fidelity and diversity: unCLIP and the GLIDE-like decoder."""
     from unclip_lib.fidelity import CONDITIONING_NAMES, guidance_sweep
@@ -671,7 +714,7 @@ def limitations_section(seed: int, n: int) -> list[str]:
 
 
 SECTIONS = ("world", "decoder", "priors", "manipulations", "probes", "evaluation", "limitations", "sampling",
-            "edits", "speed")
+            "edits", "speed", "emoji")
 
 
 def main() -> None:
@@ -695,6 +738,7 @@ def main() -> None:
                    help="also measure grid texture, the solver sweep and the distances to true renders")
     p.add_argument("--baseline-data", type=Path, default=None,
                    help="with --sampling or --speed: also measure the weights in this folder (an older data/)")
+    p.add_argument("--emoji", action="store_true", help="also measure the emoji world's CLIP and evaluator")
     p.add_argument("--all", action="store_true", help="every section (about 3 hours on 2 cores)")
     p.add_argument("--no-world", action="store_true", help="skip the world / CLIP / evaluator section")
     p.add_argument("--write", type=Path, default=None,
@@ -713,7 +757,8 @@ def main() -> None:
                "limitations": lambda: limitations_section(args.seed, min(args.n, 200)),
                "speed": lambda: speed_section(args.seed, args.baseline_data),
                "edits": lambda: edits_section(args.seed, min(args.n, 256)),
-               "sampling": lambda: sampling_section(args.seed, min(args.n, 500), args.baseline_data)}
+               "sampling": lambda: sampling_section(args.seed, min(args.n, 500), args.baseline_data),
+               "emoji": lambda: emoji_section(args.seed, min(args.n, 1000))}
     for name in SECTIONS:
         if not chosen[name]:
             continue

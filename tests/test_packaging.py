@@ -42,4 +42,5 @@ def test_every_shipped_checkpoint_is_present_and_small():
         path = shipped_path(name)
         assert read_metadata(path)["kind"] == kind, name
         total += path.stat().st_size
-    assert total < 60e6, f"shipped weights take {total / 1e6:.1f} MB; keep them to tens of MB"
+    # both worlds' weights together stay under the project's budget of 150 MB
+    assert total < 150e6, f"shipped weights take {total / 1e6:.1f} MB; the budget of both worlds is 150 MB"

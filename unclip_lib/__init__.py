@@ -18,6 +18,7 @@ _EXPORTS = {
     "slerp": "latents", "text_diff_direction": "latents",
     "Bipartite": "pipeline", "UnCLIP": "pipeline", "load_unclip": "pipeline",
     "Batch": "world", "ShapesDataset": "world", "ShapesWorld": "world",
+    "EmojiEvaluator": "emoji_eval", "get_world": "worlds",
 }
 __all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
