@@ -88,3 +88,28 @@ def test_cli_data_emoji_reaches_the_builder():
     out = subprocess.run([sys.executable, "-m", "unclip_lib.cli", "train", "clip", "--world", "planets"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "invalid choice: 'planets'" in out.stderr
+
+
+def test_emoji_clip_batches_pair_siblings_that_their_captions_tell_apart():
+    """Half of an emoji CLIP batch is sibling pairs (same concept, one attribute changed), and
+    both captions state that attribute, so the pair can only be told apart by seeing it."""
+    world = EmojiWorld()
+    images, captions = world.clip_batch(seed=0, step=2, batch_size=64, resolution=32)
+    again, same = world.clip_batch(seed=0, step=2, batch_size=64, resolution=32)
+    assert torch.equal(images, again) and captions == same and images.shape == (64, 3, 32, 32)
+    rng = np.random.default_rng(9)
+    kinds = set()
+    for _ in range(200):
+        a = world.draw_image(rng, "train", word_prob=0.5)
+        b, which = world.sibling(a, rng)
+        kinds.add(which)
+        assert b["concept"] == a["concept"]
+        changed = {k for k in ("style", "word", "skin_tone") if a[k] != b[k]}
+        assert changed == {which}, (a, b, which)
+        assert (b["concept"], b["style"]) in set(world.pairs("train"))
+        if which == "style":
+            assert b["style"] in world.caption({"concept": b["concept"], "style": b["style"]})
+            assert b["style"] in world.training_caption(b, rng, name_style=True)
+        if which == "skin_tone" and b["skin_tone"]:
+            assert b["skin_tone"] in world.training_caption(b, rng, name_tone=True)
+    assert kinds == {"style", "word", "skin_tone"}

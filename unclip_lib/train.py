@@ -296,17 +296,17 @@ def _one_thread(_worker_id: int) -> None:
 
 
 class ClipBatch:
-    """Picklable renderer of CLIP training batches: (images [B,3,R,R], captions) of a world."""
+    """Picklable renderer of CLIP training batches: (images [B,3,R,R], captions), the
+    world's `clip_batch` of each step."""
 
     def __init__(self, seed: int, batch_size: int, resolution: int, world: str = "shapes"):
         from .worlds import get_world
 
-        self.data = get_world(world).dataset(seed=seed, resolution=resolution)
-        self.batch_size = batch_size
+        self.world = get_world(world)
+        self.seed, self.batch_size, self.resolution = seed, batch_size, resolution
 
     def __call__(self, step: int):
-        items = [self.data[step * self.batch_size + j] for j in range(self.batch_size)]
-        return torch.stack([im for im, _ in items]), [c for _, c in items]
+        return self.world.clip_batch(self.seed, step, self.batch_size, self.resolution)
 
 
 def train_clip(run_dir: str | Path = "runs/clip", preset: str = "shapes", cfg: TrainConfig | None = None,

@@ -345,6 +345,13 @@ class ShapesWorld:
         return render_scene(attrs, resolution, details)
 
     @staticmethod
+    def clip_batch(seed: int, step: int, batch_size: int, resolution: int):
+        """CLIP training batch of step s: items step * B ... step * B + B - 1 of the dataset."""
+        data = ShapesDataset(seed=seed, resolution=resolution)
+        items = [data[step * batch_size + j] for j in range(batch_size)]
+        return torch.stack([im for im, _ in items]), [c for _, c in items]
+
+    @staticmethod
     def dataset(seed: int, resolution: int, length: int = 1_000_000) -> "ShapesDataset":
         return ShapesDataset(seed=seed, length=length, resolution=resolution)
 

@@ -5,6 +5,7 @@ every trainer and probe takes the world as a parameter, so the modules never bra
 which world it is. Both worlds answer the same calls:
 
 - `dataset(seed, resolution, length)`: map-style (image [3, R, R], training caption) items;
+- `clip_batch(seed, step, batch_size, resolution)` -> (images, captions): CLIP's batch of a step;
 - `draw_training(rng, split, word_prob, multi_share)` -> (attributes, details) of one
   random training image (`multi_share`: share of two-object scenes, where a world has them);
 - `render_drawn(attrs, details, resolution)` -> uint8 [R, R, 3];
