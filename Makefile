@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Notebooks run in their short "smoke" mode under the test suite.
 export CI ?= 1
 
-.PHONY: install test unit notebooks demo lab bench bench-all clean
+.PHONY: install test unit notebooks demo lab student bench bench-all clean
 
 install: $(STAMP)
 
@@ -33,8 +33,12 @@ demo: install
 lab: install
 	$(VENV)/bin/jupyter lab notebooks
 
+# the notebooks for students: exercise solutions replaced by stubs, outputs cleared
+student: install
+	$(PY) -m unclip_lib.exercises notebooks student
+
 clean:
-	rm -rf outputs .pytest_cache
+	rm -rf outputs student .pytest_cache
 
 # measure and write BENCHMARKS.md: the world and speed sections (a few minutes) ...
 bench: install

@@ -113,3 +113,22 @@ def test_emoji_clip_batches_pair_siblings_that_their_captions_tell_apart():
         if which == "skin_tone" and b["skin_tone"]:
             assert b["skin_tone"] in world.training_caption(b, rng, name_tone=True)
     assert kinds == {"style", "word", "skin_tone"}
+
+
+def test_emoji_reading_groups_differ_only_by_the_written_word():
+    """The "reading" recipe's groups: one emoji under 8 different words, captions equal but
+    for the word, so matching them takes reading; an unknown recipe is refused by name."""
+    world = EmojiWorld()
+    images, captions = world.clip_batch(seed=0, step=3, batch_size=128, resolution=32, recipe="reading")
+    shares = world.clip_recipes["reading"]
+    start = 128 - 2 * (int(128 * shares["sibling_share"]) // 2) - int(128 * shares["reading_share"]) // 8 * 8
+    group, pictures = captions[start:start + 8], images[start:start + 8]
+    words = [c.split("'")[1] for c in group]
+    assert len(set(words)) == 8 and all(w in world.words for w in words)
+    assert len({c.replace(f"'{w}'", "'*'") for c, w in zip(group, words)}) == 1
+    assert all(not torch.equal(pictures[0], p) for p in pictures[1:])
+    with pytest.raises(ValueError, match="unknown CLIP batch recipe 'readin'; did you mean: 'reading'"):
+        world.clip_batch(seed=0, step=3, batch_size=8, resolution=32, recipe="readin")
+    from unclip_lib.worlds import check_clip_recipe
+    with pytest.raises(ValueError, match="the shapes world's"):
+        check_clip_recipe("shapes", "reading")

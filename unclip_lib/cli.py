@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     _train_args(p, steps=2000, batch=256, lr=1e-3)
     p.add_argument("--preset", default=None, help="CLIP preset (default: the world's name)")
     p.add_argument("--world", default="shapes", choices=["shapes", "emoji"], help="the world to train on")
+    p.add_argument("--recipe", default=None,
+                   help="how batches are drawn, one of the world's CLIP recipes (emoji: reading, pairs; "
+                        "default: the world's first)")
+    p.add_argument("--init", default=None, help="warm-start from a trained CLIP (.safetensors) of the same preset")
     p = tsub.add_parser("evaluator", help="attribute evaluator on ground truth")
     _train_args(p, steps=1500, batch=128, lr=2e-3)
     p.add_argument("--world", default="shapes", choices=["shapes", "emoji"], help="the world to train on")
@@ -162,6 +166,10 @@ def _check_train(args) -> None:
         check_int(args.validate, "--validate", 0, hint="0: no validation")
     if getattr(args, "init", None) is not None:
         _check_weights(args.init, "--init")
+    if getattr(args, "recipe", None) is not None:
+        from .worlds import check_clip_recipe
+
+        check_clip_recipe(args.world, args.recipe)
     if getattr(args, "cache", None) is not None:
         check_input_path(args.cache, "--cache", "folder")
 
@@ -256,7 +264,8 @@ def _train(args) -> int:
     # runs/<component> for the shapes world (as before), runs/<world>/<component> for the others
     run_dir = args.run_dir or ("runs" if args.world == "shapes" else f"runs/{args.world}") + f"/{name}"
     if args.component == "clip":
-        train_clip(run_dir, args.preset or args.world, cfg, export=args.export, world=args.world)
+        train_clip(run_dir, args.preset or args.world, cfg, export=args.export, world=args.world,
+                   recipe=args.recipe, init=args.init)
     elif args.component == "prior":
         cfg.weight_decay, cfg.ema, cfg.warmup = 0.01, 0.999, 200
         train_prior(args.kind, run_dir, args.preset, cfg, export=args.export, cache=args.cache,

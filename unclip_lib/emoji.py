@@ -534,17 +534,19 @@ class EmojiWorld:
         """A drawn image as uint8 [R, R, 3]."""
         return self.render_array(attrs, resolution)
 
-    def sibling(self, attrs: dict, rng: np.random.Generator, split: str = "train") -> tuple[dict, str] | None:
+    def sibling(self, attrs: dict, rng: np.random.Generator, split: str = "train",
+                kinds: tuple[str, ...] = ("style", "word", "skin_tone")) -> tuple[dict, str]:
         """Another image of the same concept differing in one attribute: (attributes, which),
-        which being "style", "word" or "skin_tone", drawn among those this image can vary in
-        within the split; None if it can vary in none."""
+        which being one of `kinds` ("style", "word", "skin_tone") this image can vary in within
+        the split, drawn uniformly; "word" when it can vary in none of them."""
         concept, style, tone = attrs["concept"], attrs["style"], attrs["skin_tone"]
         allowed = set(self._pairs[split])
         styles = [s for s in STYLES if s != style and (concept, s) in allowed
                   and (tone is None or tone in self._tones.get((concept, s), []))]
         tones = [t for t in [None] + self._tones.get((concept, style), []) if t != tone]
-        kinds = (["style"] if styles else []) + ["word"] + (["skin_tone"] if tones else [])
-        which = kinds[rng.integers(len(kinds))]
+        possible = [k for k, ok in (("style", styles), ("word", True), ("skin_tone", tones)) if ok and k in kinds]
+        possible = possible or ["word"]
+        which = possible[rng.integers(len(possible))]
         out = dict(attrs)
         if which == "style":
             out["style"] = styles[rng.integers(len(styles))]
@@ -557,23 +559,50 @@ class EmojiWorld:
             out["word_position"] = attrs["word_position"] or WORD_POSITIONS[rng.integers(2)]
         return out, which
 
-    def clip_batch(self, seed: int, step: int, batch_size: int, resolution: int, sibling_share: float = 0.5):
+    # CLIP batch recipes (`clip_batch`'s shares), the first the default. "pairs" made the first
+    # 3,000 steps of the shipped CLIP (it saw style, read 0% of words), "reading" the rest.
+    clip_recipes = {
+        "reading": {"sibling_share": 0.375, "reading_share": 0.25, "sibling_kinds": ("style", "skin_tone")},
+        "pairs": {"sibling_share": 0.5, "reading_share": 0.0, "sibling_kinds": ("style", "word", "skin_tone")},
+    }
+
+    def clip_batch(self, seed: int, step: int, batch_size: int, resolution: int, recipe: str = "reading",
+                   group_size: int = 8):
         """CLIP training batch of step s: (images [B, 3, R, R], captions), a pure function of
-        (seed, step). Half the batch (sibling_share) comes in sibling pairs: an image and
-        another of the same concept that differs in style, written word or skin tone, with
-        both captions saying that attribute. In a batch of random emoji the concept alone
-        tells every pair apart, so the contrastive loss gives no reason to see style or to
-        read; siblings are the hard negatives that do (the first run without them read 0% of
-        words after 1,000 steps: README)."""
+        (seed, step, recipe); `recipe` names the shares of `clip_recipes`.
+
+        In a batch of random emoji the concept alone tells every pair apart, so the contrastive
+        loss gives no reason to see style or to read. Two kinds of hard negatives do:
+        - reading groups (reading_share of the batch): one emoji written with `group_size`
+          different words at the same place, captions that differ only by the word, so matching
+          them means reading (pairs alone read 1.7% of words after 3,000 steps: README);
+        - sibling pairs (sibling_share): an image and another of the same concept in another
+          style or skin tone (or with another word when it has neither), both captions saying it.
+        The rest are independent images, a quarter of them with a written word."""
+        if recipe not in self.clip_recipes:
+            from .checks import close_matches
+
+            raise ValueError(f"unknown CLIP batch recipe {recipe!r}{close_matches(recipe, self.clip_recipes)}; "
+                             f"the emoji world's: {list(self.clip_recipes)}")
+        shares = self.clip_recipes[recipe]
+        sibling_share, reading_share = shares["sibling_share"], shares["reading_share"]
         rng = np.random.default_rng([seed, step, 5])
+        groups = int(batch_size * reading_share) // group_size
         pairs = int(batch_size * sibling_share) // 2
         items: list[tuple[dict, str]] = []
-        for _ in range(batch_size - 2 * pairs):
+        for _ in range(batch_size - 2 * pairs - groups * group_size):
             a = self.draw_image(rng, "train", word_prob=0.25)
             items.append((a, self.training_caption(a, rng)))
+        for _ in range(groups):
+            a = self.draw_image(rng, "train")
+            position = WORD_POSITIONS[rng.integers(len(WORD_POSITIONS))]
+            template = rng.integers(1 << 30)   # one caption template for the group: only the word differs
+            for j in rng.choice(len(self.words), size=group_size, replace=False):
+                x = {**a, "word": self.words[j], "word_position": position}
+                items.append((x, self.training_caption(x, np.random.default_rng(template))))
         for _ in range(pairs):
             a = self.draw_image(rng, "train", word_prob=0.25)
-            b, which = self.sibling(a, rng)
+            b, which = self.sibling(a, rng, kinds=shares["sibling_kinds"])
             if which == "word" and not a["word"]:   # a pair told apart by its words: both carry one
                 a = {**a, "word": self.words[rng.integers(len(self.words))], "word_position": b["word_position"]}
                 while a["word"] == b["word"]:

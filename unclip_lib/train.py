@@ -299,31 +299,37 @@ class ClipBatch:
     """Picklable renderer of CLIP training batches: (images [B,3,R,R], captions), the
     world's `clip_batch` of each step."""
 
-    def __init__(self, seed: int, batch_size: int, resolution: int, world: str = "shapes"):
+    def __init__(self, seed: int, batch_size: int, resolution: int, world: str = "shapes",
+                 recipe: str | None = None):
         from .worlds import get_world
 
         self.world = get_world(world)
+        self.recipe = recipe or next(iter(self.world.clip_recipes))
         self.seed, self.batch_size, self.resolution = seed, batch_size, resolution
 
     def __call__(self, step: int):
-        return self.world.clip_batch(self.seed, step, self.batch_size, self.resolution)
+        return self.world.clip_batch(self.seed, step, self.batch_size, self.resolution, recipe=self.recipe)
 
 
 def train_clip(run_dir: str | Path = "runs/clip", preset: str = "shapes", cfg: TrainConfig | None = None,
-               export: str | Path | None = None, workers: int = 1, validate: int = 300, world: str = "shapes"):
+               export: str | Path | None = None, workers: int = 1, validate: int = 300, world: str = "shapes",
+               recipe: str | None = None, init: str | Path | None = None):
     """Train a tiny CLIP contrastively on a world ("shapes" or "emoji"); optionally export
-    weights. Validation per checkpoint: the world's zero-shot figures (`clip_report`) on
-    `validate` fresh images."""
+    weights. `recipe`: one of the world's `clip_recipes` (default: its first); `init`: warm-start
+    from a trained CLIP of the same preset. Validation per checkpoint: the world's zero-shot
+    figures (`clip_report`) on `validate` fresh images."""
     from .checkpoints import export_weights
     from .clip import CLIP_PRESETS, contrastive_loss, new_clip
-    from .worlds import check_world_name, get_world
+    from .worlds import check_clip_recipe, check_world_name, get_world
 
     check_world_name(world)
     cfg = cfg or TrainConfig()
     torch.manual_seed(cfg.seed)  # the initial weights too: same seed, same run
+    recipe = check_clip_recipe(world, recipe)
+    measured = get_world(world)
     clip = new_clip(preset)
     model_config = asdict(CLIP_PRESETS[preset])
-    measured = get_world(world)
+    started = warm_start(clip, init, "clip") if init else {}
 
     def loss_fn(model, batch, gen):
         images, captions = batch
@@ -336,12 +342,13 @@ def train_clip(run_dir: str | Path = "runs/clip", preset: str = "shapes", cfg: T
         model.eval()
         return measured.clip_report(model, n=validate)
 
-    make_batch = Prefetcher(ClipBatch(cfg.seed, cfg.batch_size, clip.image_size, world), cfg.steps, workers)
+    make_batch = Prefetcher(ClipBatch(cfg.seed, cfg.batch_size, clip.image_size, world, recipe), cfg.steps, workers)
     clip, _ = fit(clip, make_batch, loss_fn, cfg, run_dir, "clip", model_config, desc=f"clip ({world})",
                   on_checkpoint=on_checkpoint)
     if export and is_main_process():
         export_weights(clip, export, "clip", model_config,
-                       {"train": asdict(cfg), "preset": preset, "world": world, "train_seconds": run_seconds(run_dir)})
+                       {"train": asdict(cfg), "preset": preset, "world": world, "recipe": recipe,
+                        "train_seconds": run_seconds(run_dir), **started})
     return clip
 
 

@@ -344,9 +344,13 @@ class ShapesWorld:
         """A drawn scene as uint8 [R, R, 3]."""
         return render_scene(attrs, resolution, details)
 
+    clip_recipes = {"default": {}}   # one way to batch: consecutive items of the dataset
+
     @staticmethod
-    def clip_batch(seed: int, step: int, batch_size: int, resolution: int):
+    def clip_batch(seed: int, step: int, batch_size: int, resolution: int, recipe: str = "default"):
         """CLIP training batch of step s: items step * B ... step * B + B - 1 of the dataset."""
+        if recipe != "default":
+            raise ValueError(f"unknown CLIP batch recipe {recipe!r}; the shapes world's: ['default']")
         data = ShapesDataset(seed=seed, resolution=resolution)
         items = [data[step * batch_size + j] for j in range(batch_size)]
         return torch.stack([im for im, _ in items]), [c for _, c in items]

@@ -5,7 +5,8 @@ every trainer and probe takes the world as a parameter, so the modules never bra
 which world it is. Both worlds answer the same calls:
 
 - `dataset(seed, resolution, length)`: map-style (image [3, R, R], training caption) items;
-- `clip_batch(seed, step, batch_size, resolution)` -> (images, captions): CLIP's batch of a step;
+- `clip_batch(seed, step, batch_size, resolution, recipe)` -> (images, captions): CLIP's batch of a
+  step, `recipe` one of `clip_recipes` (a dict, its first key the default);
 - `draw_training(rng, split, word_prob, multi_share)` -> (attributes, details) of one
   random training image (`multi_share`: share of two-object scenes, where a world has them);
 - `render_drawn(attrs, details, resolution)` -> uint8 [R, R, 3];
@@ -38,6 +39,31 @@ def get_world(name: str, seed: int = 0):
     from .checks import close_matches
 
     raise ValueError(f"unknown world {name!r}{close_matches(name, WORLD_NAMES)}; worlds: {list(WORLD_NAMES)}")
+
+
+def world_class(name: str) -> type:
+    """The class of a world by name, without loading its data (for checks before any work)."""
+    check_world_name(name)
+    if name == "shapes":
+        from .world import ShapesWorld
+
+        return ShapesWorld
+    from .emoji import EmojiWorld
+
+    return EmojiWorld
+
+
+def check_clip_recipe(world: str, recipe: str | None) -> str:
+    """A world's CLIP batch recipe by name (None: its default), checked before any work."""
+    recipes = list(world_class(world).clip_recipes)
+    if recipe is None:
+        return recipes[0]
+    if recipe not in recipes:
+        from .checks import close_matches
+
+        raise ValueError(f"unknown CLIP batch recipe {recipe!r}{close_matches(str(recipe), recipes)}; "
+                         f"the {world} world's: {recipes}")
+    return recipe
 
 
 def check_world_name(name) -> str:
