@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Notebooks run in their short "smoke" mode under the test suite.
 export CI ?= 1
 
-.PHONY: install test unit notebooks demo lab student bench bench-all clean
+.PHONY: install test unit notebooks notebooks-full demo lab student site bench bench-all clean
 
 install: $(STAMP)
 
@@ -27,6 +27,15 @@ unit: install
 notebooks: install
 	$(PY) -m pytest --nbval-lax --sanitize-with tests/nbval_sanitize.cfg notebooks
 
+# execute every notebook in its full mode, in place (the committed outputs; about an hour)
+notebooks-full: install
+	for nb in notebooks/*.ipynb; do env -u CI $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.timeout=3600 "$$nb" || exit 1; done
+
+# the course as static HTML with its committed outputs: open site/index.html
+site: install
+	$(PY) scripts/make_site.py --notebooks notebooks --out site
+
 demo: install
 	$(VENV)/bin/unclip-lab demo --out outputs
 
@@ -38,7 +47,7 @@ student: install
 	$(PY) -m unclip_lib.exercises notebooks student
 
 clean:
-	rm -rf outputs student .pytest_cache
+	rm -rf outputs student site .pytest_cache
 
 # measure and write BENCHMARKS.md: the world and speed sections (a few minutes) ...
 bench: install
