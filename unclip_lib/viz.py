@@ -76,3 +76,23 @@ def similarity_heatmap(matrix, row_labels, col_labels, title: str = "", ax=None)
     ax.figure.colorbar(im, ax=ax, fraction=0.03)
     ax.figure.tight_layout()
     return ax
+
+
+# One colour per attribute value across the course: a colour attribute is drawn in its own
+# colour (the world's RGB), any other value in a fixed categorical colour by its vocabulary index.
+_CATEGORICAL = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                "#bcbd22", "#17becf")
+
+
+def value_colors(key: str, values) -> list[str]:
+    """Matplotlib colours ('#rrggbb') for the values of one attribute, the same in every
+    figure: colour names in their own colour, other values by position in `values`."""
+    from .world import COLORS
+
+    out = []
+    for i, value in enumerate(values):
+        if key == "color" and value in COLORS:
+            out.append("#%02x%02x%02x" % COLORS[value])
+        else:
+            out.append(_CATEGORICAL[i % len(_CATEGORICAL)])
+    return out
