@@ -279,6 +279,12 @@ def weights_name(name, kind: str) -> str:
     return name
 
 
+def shipped_names(kind: str) -> list[str]:
+    """The short names of the shipped weights of one kind, e.g. shipped_names("clip") ->
+    ["shapes", "emoji"]."""
+    return [name.partition("/")[2] for name, (k, _) in SHIPPED.items() if k == kind]
+
+
 def shipped_path(name: str) -> Path:
     """Path of a shipped weights file, e.g. shipped_path("clip/shapes")."""
     if name not in SHIPPED:

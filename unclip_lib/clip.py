@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoints import CheckpointError, foreign_weights_error, load_checkpoint, load_state_into, shipped_path
+from .checkpoints import CheckpointError, foreign_weights_error, load_checkpoint, load_state_into, shipped_names, shipped_path
 from .checks import check_captions, check_flag, check_int, is_foreign_weights
 from .images import as_image_batch, resize
 
@@ -255,7 +255,8 @@ def load_clip(name: str = "shapes", pretrained: str | None = None, download: boo
               device: str | torch.device | None = None) -> Clip:
     """Load a CLIP by name.
 
-    - "shapes": the tiny CLIP shipped with unclip-lab (trained by `unclip-lab train clip`);
+    - "shapes", "emoji": the tiny CLIPs shipped with unclip-lab, one per world (trained by
+      `unclip-lab train clip --world ...`);
     - a path to one of our .safetensors CLIP checkpoints (a str or Path);
     - an open_clip model name with a `pretrained` tag, e.g. ("ViT-B-32", "laion2b_s34b_b79k"),
       loaded from the local cache; with download=True it may be fetched from the hub.
@@ -268,7 +269,7 @@ def load_clip(name: str = "shapes", pretrained: str | None = None, download: boo
     download = check_flag(download, "download")
     if name.endswith(".safetensors"):
         clip = clip_from_checkpoint(name)
-    elif name in ("shapes",) and pretrained is None:
+    elif name in shipped_names("clip") and pretrained is None:
         clip = clip_from_checkpoint(shipped_path(f"clip/{name}"))
     else:
         clip = _load_open_clip(name, pretrained, download)
@@ -280,8 +281,8 @@ def _clip_name(name) -> str:
     if isinstance(name, os.PathLike):
         name = os.fspath(name)
     if not isinstance(name, str) or not name.strip():
-        raise TypeError(f"load_clip: name must be 'shapes', an open_clip model name such as 'ViT-B-32' or the path of"
-                        f" a .safetensors checkpoint, got {type(name).__name__} {name!r}")
+        raise TypeError(f"load_clip: name must be 'shapes', 'emoji', an open_clip model name such as 'ViT-B-32' or "
+                        f"the path of a .safetensors checkpoint, got {type(name).__name__} {name!r}")
     if is_foreign_weights(name):
         raise foreign_weights_error("load_clip", name)
     return name
@@ -292,7 +293,7 @@ def _load_open_clip(name: str, pretrained: str | None, download: bool) -> Clip:
 
     known = sorted(set(open_clip.list_models()))
     if name not in known:
-        raise KeyError(f"unknown CLIP {name!r}. Shipped: ['shapes']; tiny presets (untrained, "
+        raise KeyError(f"unknown CLIP {name!r}. Shipped: {shipped_names('clip')}; tiny presets (untrained, "
                        f"see new_clip): {sorted(CLIP_PRESETS)}; open_clip models include "
                        f"{known[:8]}... (open_clip.list_models() lists all {len(known)})")
     if pretrained is None:

@@ -56,7 +56,9 @@ def concept_scores(clip, world: EmojiWorld, images: torch.Tensor) -> torch.Tenso
 def clip_report(clip, world: EmojiWorld, n: int = 300, seed: int = 10_000, word_n: int | None = None) -> dict:
     """Zero-shot figures of a CLIP on fresh emoji: concept top-1/top-5, style, skin tone and
     retrieval on training pairs and on held-out (concept, style) pairs, and reading on images
-    with a written word. Returns {figure: share in [0, 1]}."""
+    with a written word: the word among the whole vocabulary (top-1, top-5), and the image's
+    caption with its word against the same caption with another (`word_vs_other`, chance 50%).
+    Returns {figure: share in [0, 1]}."""
     word_n = word_n or max(50, n // 3)
     order = {h: j for j, h in enumerate(world.concepts)}
     names = [world.concepts[h]["name"] for h in world.concepts]
@@ -90,7 +92,15 @@ def clip_report(clip, world: EmojiWorld, n: int = 300, seed: int = 10_000, word_
     batch = world.sample(word_n, resolution=clip.image_size, split="all", word_prob=1.0, seed=seed + 1)
     z_w = clip.encode_text([f"an emoji with the word '{w}' written on it" for w in world.words])
     truth = torch.tensor([world.words.index(a["word"]) for a in batch.attributes])
-    out["word_top1"] = _topk_hits(clip.encode_image(batch.images) @ z_w.T, truth, 1)
+    z_i = clip.encode_image(batch.images)
+    out["word_top1"] = _topk_hits(z_i @ z_w.T, truth, 1)
+    out["word_top5"] = _topk_hits(z_i @ z_w.T, truth, 5)
+    # the easier question a typographic attack asks: the image's own caption with its word, or
+    # the same caption with another word?
+    others = [world.words[(world.words.index(a["word"]) + 1 + int(rng.integers(len(world.words) - 1)))
+                          % len(world.words)] for a in batch.attributes]
+    pairs = [[world.caption(a), world.caption({**a, "word": w})] for a, w in zip(batch.attributes, others)]
+    out["word_vs_other"] = float(np.mean([j == 0 for j in _own_prompt_choice(clip, z_i, pairs)]))
     return {k: round(v, 4) for k, v in out.items()}
 
 
