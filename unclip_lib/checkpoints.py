@@ -44,6 +44,7 @@ def data_dir() -> Path:
 # name -> (kind, file stem inside data_dir())
 SHIPPED = {
     "clip/shapes": ("clip", "clip_shapes"),
+    "clip/emoji": ("clip", "clip_emoji"),
     "evaluator/shapes": ("evaluator", "evaluator_shapes"),
     "decoder/shapes": ("decoder", "decoder_shapes"),
     "decoder/shapes_inpaint": ("decoder", "decoder_shapes_inpaint"),   # edits, GLIDE's way
