@@ -510,7 +510,7 @@ BAD = [
     Bad("load_clip of a missing .safetensors", lambda c, e, p: load_clip("missing.safetensors"), FileNotFoundError,
         "missing.safetensors", "check the path"),
     Bad("load_clip of an unknown name", lambda c, e, p: load_clip("no-such-clip"), KeyError, "no-such-clip",
-        r"Shipped: \['shapes'\]"),
+        r"Shipped: \['shapes', 'emoji'\]"),
     Bad("an open_clip model without its tag", lambda c, e, p: load_clip("ViT-B-32"), ValueError, "pretrained",
         "e.g."),
     Bad("download as text", lambda c, e, p: load_clip("shapes", download="yes"), TypeError, "download",
