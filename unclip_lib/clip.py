@@ -20,7 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoints import CheckpointError, foreign_weights_error, load_checkpoint, load_state_into, shipped_names, shipped_path
+from .checkpoints import (CheckpointError, foreign_weights_error, load_checkpoint, load_state_into, shipped_names,
+                          shipped_path)
 from .checks import check_captions, check_flag, check_int, is_foreign_weights
 from .images import as_image_batch, resize
 

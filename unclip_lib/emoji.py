@@ -575,7 +575,7 @@ class EmojiWorld:
         loss gives no reason to see style or to read. Two kinds of hard negatives do:
         - reading groups (reading_share of the batch): one emoji written with `group_size`
           different words at the same place, captions that differ only by the word, so matching
-          them means reading (pairs alone read 1.7% of words after 3,000 steps: README);
+          them means reading (pairs alone read no word of 740 after 3,000 steps: README);
         - sibling pairs (sibling_share): an image and another of the same concept in another
           style or skin tone (or with another word when it has neither), both captions saying it.
         The rest are independent images, a quarter of them with a written word."""

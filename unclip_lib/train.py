@@ -301,10 +301,10 @@ class ClipBatch:
 
     def __init__(self, seed: int, batch_size: int, resolution: int, world: str = "shapes",
                  recipe: str | None = None):
-        from .worlds import get_world
+        from .worlds import check_clip_recipe, get_world
 
         self.world = get_world(world)
-        self.recipe = recipe or next(iter(self.world.clip_recipes))
+        self.recipe = check_clip_recipe(world, recipe)
         self.seed, self.batch_size, self.resolution = seed, batch_size, resolution
 
     def __call__(self, step: int):
