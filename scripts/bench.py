@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from unclip_lib import ShapesWorld, load_clip, load_evaluator
-from unclip_lib.checkpoints import SHIPPED, read_metadata, shipped_path
+from unclip_lib.checkpoints import SHIPPED, read_metadata, shipped_names, shipped_path
 from unclip_lib.evaluate import attribute_accuracy, scene_accuracy, zero_shot_accuracy
 from unclip_lib.images import resize
 
@@ -615,9 +615,15 @@ def emoji_section(seed: int, n: int) -> list[str]:
            "captions):", "", "| figure | training pairs | held-out pairs |", "|---|---|---|"]
     out += [f"| {label} | {rep['train/' + k]:.1%} | {rep['held_out/' + k]:.1%} |" for label, k in rows]
     out += [f"| skin tone (own name, 5 tones or none) | {rep['train/skin_tone']:.1%} | - |",
-            f"| written word (740 words), any pair | {rep['word_top1']:.1%} | - |",
-            "", f"Emoji CLIP training: {meta['train']['steps']} steps of batch {meta['train']['batch_size']}, "
-            f"{train_seconds(meta) / 60:.0f} minutes wall clock (the shipped run)."]
+            f"| written word top-1 (740 words), any pair | {rep['word_top1']:.1%} | - |",
+            f"| written word top-5 | {rep['word_top5']:.1%} | - |",
+            f"| its caption with the right word against another word (chance 50%) | {rep['word_vs_other']:.1%} | - |",
+            "", f"Emoji CLIP training: {meta.get('init_steps', 0) + meta['train']['steps']} steps of batch "
+            f"{meta['train']['batch_size']} (recipe {meta.get('recipe', 'pairs')!r}"
+            + (f", warm-started from {meta['init_steps']} steps" if meta.get("init_steps") else "")
+            + f"), {train_seconds(meta) / 60:.0f} minutes wall clock (the shipped run)."]
+    if "emoji" not in shipped_names("evaluator"):
+        return out + ["", "The emoji evaluator is not shipped yet (`unclip-lab train evaluator --world emoji`)."]
     ev = load_evaluator("emoji")
     keys = ("concept_top1", "concept_top5", "style", "skin_tone", "word", "all")
     out += ["", f"Emoji evaluator on fresh true renders ({n} per row, a word on 30%):", "",
