@@ -132,3 +132,40 @@ def test_emoji_reading_groups_differ_only_by_the_written_word():
     from unclip_lib.worlds import check_clip_recipe
     with pytest.raises(ValueError, match="the shapes world's"):
         check_clip_recipe("shapes", "reading")
+
+
+@pytest.mark.parametrize("name", WORLD_NAMES)
+def test_world_weights_name_registered_files_of_the_right_kind(name):
+    from unclip_lib.checkpoints import SHIPPED, shipped_names
+    from unclip_lib.prior import PRIOR_PRESETS
+    from unclip_lib.worlds import world_weights
+
+    w = world_weights(name)
+    named = [("clip", w.clip), ("evaluator", w.evaluator), ("decoder", w.decoder)] + \
+        [("upsampler", u) for u in w.upsamplers] + [("prior", p) for p in w.priors.values()] + \
+        ([("decoder", w.inpainter)] if w.inpainter else [])
+    # every name the world gives that is shipped is of its kind; the shapes world ships them all
+    for kind, short in named:
+        assert f"{kind}/{short}" not in SHIPPED or SHIPPED[f"{kind}/{short}"][0] == kind
+    if name == "shapes":
+        assert all(short in shipped_names(kind) for kind, short in named)
+    assert set(w.priors) == {"diffusion", "autoregressive"} and name in PRIOR_PRESETS
+
+
+def test_load_unclip_names_every_missing_file_before_loading_any(tmp_path, monkeypatch):
+    import shutil
+
+    from unclip_lib.checkpoints import data_dir
+    from unclip_lib.pipeline import load_unclip
+
+    for stem in ("clip_shapes", "decoder_shapes", "upsampler_up64", "upsampler_up128", "decoder_shapes_inpaint"):
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(data_dir() / f"{stem}{suffix}", tmp_path / f"{stem}{suffix}")
+    shutil.copy(data_dir() / "SHA256SUMS", tmp_path / "SHA256SUMS")
+    monkeypatch.setenv("UNCLIP_LAB_DATA", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"\['prior/diffusion'\].*--world shapes.*priors=\(\)"):
+        load_unclip("shapes", priors=("diffusion",))
+    pipe = load_unclip("shapes", priors=())             # the stack without priors still loads
+    assert pipe.priors == {} and pipe.inpainter is not None
+    with pytest.raises(FileNotFoundError, match=r"'clip/emoji'.*'decoder/emoji'.*--world emoji"):
+        load_unclip("emoji")

@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_args(p, steps=1500, batch=128, lr=1e-3)
     p.add_argument("--kind", choices=["diffusion", "autoregressive"], required=True)
     p.add_argument("--world", default="shapes", choices=["shapes", "emoji"], help="the world to train on")
-    p.add_argument("--preset", default="shapes")
+    p.add_argument("--preset", default=None, help="prior preset (default: the world's name)")
     p.add_argument("--cache", default=None, help="train on an embedding cache instead of the world")
     p.add_argument("--validate", type=int, default=200, help="captions sampled at each validation (0: none)")
     p = sub.add_parser("cache", help="precompute CLIP embeddings of your captioned images (resumable)")
@@ -268,7 +268,7 @@ def _train(args) -> int:
                    recipe=args.recipe, init=args.init)
     elif args.component == "prior":
         cfg.weight_decay, cfg.ema, cfg.warmup = 0.01, 0.999, 200
-        train_prior(args.kind, run_dir, args.preset, cfg, export=args.export, cache=args.cache,
+        train_prior(args.kind, run_dir, args.preset or args.world, cfg, export=args.export, cache=args.cache,
                     validate=args.validate, world=args.world)
     elif args.component == "evaluator":
         cfg.weight_decay = 0.01

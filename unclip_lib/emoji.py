@@ -45,6 +45,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .checks import close_matches
 from .images import MAX_VALUES
 from .world import Batch
+from .worlds import WorldWeights
 
 STYLES = ("noto", "twemoji", "openmoji", "fluent")
 STYLE_TITLES = {"noto": "Google Noto", "twemoji": "Twemoji", "openmoji": "OpenMoji", "fluent": "Microsoft Fluent"}
@@ -347,6 +348,8 @@ class EmojiWorld:
     styles = STYLES
     skin_tones = SKIN_TONES
     decoder_preset = "emoji32"      # the UNet of its shipped decoder (decoder.DECODER_PRESETS)
+    weights = WorldWeights(clip="emoji", evaluator="emoji", decoder="emoji", upsamplers=("emoji_up64", "emoji_up128"),
+                           priors={"diffusion": "emoji_diffusion", "autoregressive": "emoji_autoregressive"})
 
     def __init__(self, seed: int = 0, resolution: int = SHIPPED_RESOLUTION, data_dir: str | Path | None = None):
         self.seed = seed
@@ -432,6 +435,10 @@ class EmojiWorld:
         self.check_skin_tone(skin_tone)
         skin = self._skins[h].get(skin_tone)
         return list(skin["styles"]) if skin else []
+
+    def tones_of(self, concept: str, style: str) -> list[str]:
+        """The skin tones this (concept, style) pair is drawn in (empty for most emoji)."""
+        return list(self._tones.get((self.concept(concept), self.check_style(style)), []))
 
     def attributes(self, concept: str, style: str | None = None, skin_tone: str | None = None,
                    word: str | None = None, word_position: str | None = None) -> dict:

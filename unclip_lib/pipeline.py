@@ -80,7 +80,6 @@ INTERPOLATION_MODES = ("slerp", "fixed", "random")
 # What generate() can put in the decoder's z_i slot: a prior's sample, or the ablations of
 # the paper's section 5.1 ("z_t": the text embedding itself; "caption": no z_i at all).
 CONDITIONINGS = ("diffusion", "autoregressive", "z_t", "caption")
-SHIPPED_PRIORS = ("diffusion", "autoregressive")
 
 
 @dataclass
@@ -687,20 +686,41 @@ def _check_thetas(thetas) -> list[float]:
 
 
 def load_unclip(name: str = "shapes", priors: tuple = ("diffusion", "autoregressive")) -> UnCLIP:
-    """The shipped stack of the shapes world: CLIP, the priors named (a tuple of
-    "diffusion" and / or "autoregressive", or () for none), decoder, upsamplers, and the
-    inpainting decoder of pipe.inpaint."""
+    """The shipped stack of a world ("shapes" or "emoji"): its CLIP, the priors named (a tuple
+    of "diffusion" and / or "autoregressive", or () for none), decoder, upsamplers and, where
+    the world ships one, the inpainting decoder of pipe.inpaint. Which files: the world's
+    `weights` (worlds.WorldWeights)."""
+    from .checkpoints import SHIPPED, data_dir
     from .prior import load_prior
+    from .worlds import world_weights
 
-    if name != "shapes":
-        raise KeyError(f"unknown unCLIP stack {name!r}; known: ['shapes']")
+    if not isinstance(name, str) or name not in ("shapes", "emoji"):
+        from .checks import close_matches
+
+        raise KeyError(f"unknown unCLIP stack {name!r}{close_matches(str(name), ('shapes', 'emoji'))}; "
+                       "known: ['shapes', 'emoji']")
+    weights = world_weights(name)
     priors = (priors,) if isinstance(priors, str) else priors
     if not isinstance(priors, (tuple, list)):
         raise TypeError(f"priors must be a tuple of prior names such as ('diffusion', 'autoregressive'), got "
                         f"{type(priors).__name__}")
-    unknown = [p for p in priors if p not in SHIPPED_PRIORS]
+    unknown = [p for p in priors if p not in weights.priors]
     if unknown:
-        raise ValueError(f"priors: unknown {unknown}; choose from {list(SHIPPED_PRIORS)}, e.g. priors=('diffusion',)"
+        raise ValueError(f"priors: unknown {unknown}; choose from {list(weights.priors)}, e.g. priors=('diffusion',)"
                          " (or () for none)")
-    return UnCLIP(load_clip("shapes"), load_decoder("shapes"), [load_upsampler("up64"), load_upsampler("up128")],
-                  priors={p: load_prior(p) for p in priors}, inpainter=load_decoder("shapes_inpaint"))
+    # every file is checked before the first one loads (a missing prior fails at once, not after the CLIP)
+    needed = [("clip", weights.clip), ("decoder", weights.decoder)] + \
+        [("upsampler", u) for u in weights.upsamplers] + [("prior", weights.priors[p]) for p in priors] + \
+        ([("decoder", weights.inpainter)] if weights.inpainter else [])
+    missing = [f"{kind}/{short}" for kind, short in needed
+               if f"{kind}/{short}" not in SHIPPED or not (data_dir() / f"{SHIPPED[f'{kind}/{short}'][1]}.safetensors").exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"load_unclip({name!r}): shipped weights missing: {missing}. Restore them with `git checkout -- data` "
+            f"or train them with `unclip-lab train <kind> --world {name} --export ...` (README: the {name} world's "
+            "models)" + (f"; the stack without them: priors=() and pipe.decode" if all(m.startswith("prior/")
+                                                                                       for m in missing) else ""))
+    return UnCLIP(load_clip(weights.clip), load_decoder(weights.decoder),
+                  [load_upsampler(u) for u in weights.upsamplers],
+                  priors={p: load_prior(weights.priors[p]) for p in priors},
+                  inpainter=load_decoder(weights.inpainter) if weights.inpainter else None)

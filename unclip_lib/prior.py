@@ -47,6 +47,7 @@ class PriorConfig:
 
 PRIOR_PRESETS = {
     "shapes": PriorConfig(),
+    "emoji": PriorConfig(text_len=48),   # the emoji CLIP reads 48 tokens (longer captions with tags)
     "micro": PriorConfig(width=64, layers=2, heads=4, buckets=16),
 }
 

@@ -747,6 +747,8 @@ def train_prior(kind: str = "diffusion", run_dir: str | Path | None = None, pres
     run_dir = run_dir or f"runs/prior_{kind}"
     cfg = cfg or TrainConfig(steps=1500, batch_size=128, lr=1e-3, warmup=100, weight_decay=0.01, ema=0.999)
     torch.manual_seed(cfg.seed)  # the initial weights too: same seed, same run
+    if preset not in PRIOR_PRESETS:
+        raise ValueError(f"unknown prior preset {preset!r}; known: {sorted(PRIOR_PRESETS)}")
     config = PRIOR_PRESETS[preset]
     if cache is not None:
         data = EmbeddingCache(cache)

@@ -36,6 +36,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .checks import check_int, check_number
 from .images import MAX_VALUES
+from .worlds import WorldWeights
 
 SHAPES = ("circle", "square", "triangle", "star", "cross", "diamond")
 COLORS = {
@@ -285,6 +286,9 @@ class ShapesWorld:
     held_out = HELD_OUT
     words = list(WORDS)
     decoder_preset = "base32"       # the UNet of its shipped decoder (decoder.DECODER_PRESETS)
+    weights = WorldWeights(clip="shapes", evaluator="shapes", decoder="shapes", upsamplers=("up64", "up128"),
+                           priors={"diffusion": "diffusion", "autoregressive": "autoregressive"},
+                           inpainter="shapes_inpaint")
 
     def __init__(self, seed: int = 0, resolution: int = 64):
         self.seed = check_int(seed, "seed", 0, hint="any non-negative integer")

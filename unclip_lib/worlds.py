@@ -12,7 +12,8 @@ which world it is. Both worlds answer the same calls:
 - `render_drawn(attrs, details, resolution)` -> uint8 [R, R, 3];
 - `training_caption(attrs, rng)`, `caption(attrs)`;
 - `clip_report(clip, n, seed)` -> {figure: value}: the world's zero-shot figures of a CLIP;
-- `evaluator_recipe(validate)` -> `EvaluatorRecipe`: how to train and check its ruler.
+- `evaluator_recipe(validate)` -> `EvaluatorRecipe`: how to train and check its ruler;
+- `weights`: a `WorldWeights`, the shipped names of its models (what `load_unclip(world)` loads).
 
     world = get_world("emoji")
 """
@@ -74,6 +75,25 @@ def check_world_name(name) -> str:
         raise ValueError(f"unknown world {name!r}{close_matches(str(name), WORLD_NAMES)}; "
                          f"worlds: {list(WORLD_NAMES)}")
     return name
+
+
+@dataclass(frozen=True)
+class WorldWeights:
+    """The shipped weights of a world's stack, by their names in checkpoints.SHIPPED (each
+    without its kind: load_clip(weights.clip), load_prior(weights.priors["diffusion"]), ...).
+    `inpainter`: the decoder of pipe.inpaint, None where the world ships none."""
+
+    clip: str
+    evaluator: str
+    decoder: str
+    upsamplers: tuple[str, ...]
+    priors: dict[str, str]
+    inpainter: str | None = None
+
+
+def world_weights(name: str) -> WorldWeights:
+    """The shipped weights of a world by name, checked before any loading."""
+    return world_class(name).weights
 
 
 @dataclass
