@@ -281,16 +281,23 @@ def _resample(tile: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(tile).resize((size, size), Image.LANCZOS))
 
 
-def draw_word(image: np.ndarray, word: str, position: str, source: np.ndarray | None = None) -> np.ndarray:
+def draw_word(image: np.ndarray, word: str, position: str, source: np.ndarray | None = None,
+              scale: float = 1.0, contrast: float = 1.0) -> np.ndarray:
     """Write `word` on an emoji image (uint8 [R, R, 3], white background).
 
     "over": on a white label across the lower part of the emoji (a sticker on an apple);
     "under": the emoji shrunk into the upper 70% (from `source`, a sharper copy, when given)
     and the word written below it. Drawn at 4x (2x from 128 px up) and box-reduced, so the
-    same word gives the same pixels."""
+    same word gives the same pixels. `scale` multiplies the letters' height (long words are
+    shrunk to fit the width whatever the scale); `contrast` runs from 0 (white ink, only the
+    label shows) to 1 (the near-black ink of the data). The defaults draw the training images."""
     if position not in WORD_POSITIONS:
         raise ValueError(f"word_position must be one of {list(WORD_POSITIONS)}, got {position!r}"
                          f"{close_matches(position, WORD_POSITIONS)}")
+    if not 0.2 <= scale <= 1.5:
+        raise ValueError(f"scale must lie in [0.2, 1.5] (1: the letters of the training images), got {scale!r}")
+    if not 0.0 <= contrast <= 1.0:
+        raise ValueError(f"contrast must lie in [0, 1] (0: invisible ink, 1: the data's), got {contrast!r}")
     r = image.shape[0]
     ss = 4 if r <= 64 else 2
     side = r * ss
@@ -301,11 +308,11 @@ def draw_word(image: np.ndarray, word: str, position: str, source: np.ndarray | 
         out = np.full_like(out, 255.0)
         x0, y0 = (r - s) // 2, int(round(0.02 * r))
         out[y0:y0 + s, x0:x0 + s] = small
-        font = _fitted_font(word, int(round(0.26 * side)), 0.96 * side)
+        font = _fitted_font(word, int(round(0.26 * scale * side)), 0.96 * side)
         centre = (side / 2, 0.86 * side)
         label = None
     else:
-        font = _fitted_font(word, int(round(0.27 * side)), 0.84 * side)
+        font = _fitted_font(word, int(round(0.27 * scale * side)), 0.84 * side)
         left, top, right, bottom = font.getbbox(word, anchor="mm")
         cy = 0.68 * side
         pad_x, pad_y = 0.05 * side, 0.035 * side
@@ -319,7 +326,8 @@ def draw_word(image: np.ndarray, word: str, position: str, source: np.ndarray | 
         a = np.asarray(label.reduce(ss), np.float32)[..., None] / 255
         out = out * (1 - a) + 255.0 * a
     a = np.asarray(ink.reduce(ss), np.float32)[..., None] / 255
-    out = out * (1 - a) + 20.0 * a
+    ink_level = 255.0 - 235.0 * contrast     # 20 at full contrast, as in the data
+    out = out * (1 - a) + ink_level * a
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
