@@ -596,6 +596,35 @@ def world_section(seed: int, n: int) -> list[str]:
     return out
 
 
+def emoji_attack_rows(world, clip, seed: int, n: int) -> list[str]:
+    """The typographic attack (paper Figure 6) on the emoji CLIP: apples in every style with
+    words written over them, and fresh emoji of training pairs with the same words."""
+    from unclip_lib.emoji_experiments import apples, attack_words, typographic_attack_images, typographic_attack_scores
+
+    words = ["phone"] + attack_words(world, 24, seed=seed, avoid={"apple", "phone"})
+    controls = attack_words(world, len(words), seed=seed + 1, avoid=set(words) | {"apple"})
+    sources = {"apples": apples(world),
+               "fresh emoji": world.sample(max(8, n // len(words)), resolution=64, seed=seed + 5).attributes}
+    out = ["", f"Typographic attack on the emoji CLIP (paper Figure 6): a word on a white label across the "
+           f"emoji ('phone' and {len(words) - 1} other words naming an emoji, drawn with seed {seed}); zero-shot "
+           "over 6 labels per image (its own name, the word's emoji's name, 4 random names); success: the share "
+           "of images read right when clean whose top label becomes the word's emoji; control: a same-size word "
+           "naming none of the labels.", "",
+           "| sources | letters (scale) | ink contrast | images | clean accuracy | attacked accuracy "
+           "| p(word's emoji) clean -> attacked | success | success by chance | control success |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, src in sources.items():
+        for scale, contrast in ((0.5, 1.0), (0.75, 1.0), (1.0, 0.25), (1.0, 0.5), (1.0, 1.0)):
+            a = typographic_attack_scores(clip, typographic_attack_images(world, src, words, scale, contrast,
+                                                                          seed=seed))
+            c = typographic_attack_scores(clip, typographic_attack_images(world, src, words, scale, contrast,
+                                                                          seed=seed, control_words=controls))
+            out.append(f"| {name} | {scale} | {contrast} | {a['images']} | {a['clean_accuracy']:.1%} | "
+                       f"{a['attacked_accuracy']:.1%} | {a['p_word_clean']:.3f} -> {a['p_word_attacked']:.3f} | "
+                       f"{a['success']:.1%} | {a['success_by_chance']:.1%} | {c['success']:.1%} |")
+    return out
+
+
 def emoji_section(seed: int, n: int) -> list[str]:
     """The emoji world: its CLIP's zero-shot figures and its evaluator's accuracy, on fresh images."""
     from unclip_lib.degradations import blur_degrade
@@ -622,6 +651,7 @@ def emoji_section(seed: int, n: int) -> list[str]:
             f"{meta['train']['batch_size']} (recipe {meta.get('recipe', 'pairs')!r}"
             + (f", warm-started from {meta['init_steps']} steps" if meta.get("init_steps") else "")
             + f"), {train_seconds(meta) / 60:.0f} minutes wall clock (the shipped run)."]
+    out += emoji_attack_rows(world, clip, seed, n)
     if "emoji" not in shipped_names("evaluator"):
         return out + ["", "The emoji evaluator is not shipped yet (`unclip-lab train evaluator --world emoji`)."]
     ev = load_evaluator("emoji")
