@@ -1,7 +1,8 @@
 """`make demo`: a gallery of the world and of what the shipped models see, in outputs/.
 
 Writes PNGs and one index.html, and prints what it wrote. Sections: the world, CLIP
-zero-shot, text to image with both priors, variations, an interpolation and text diffs;
+zero-shot, text to image with both priors, variations, an interpolation and text diffs, then
+the emoji world (its styles, its CLIP naming held-out styles, the typographic attack);
 later stages add theirs here.
 """
 from __future__ import annotations
@@ -85,6 +86,48 @@ def _manipulations(out: Path, seed: int) -> list[tuple[str, str, str]]:
     return sections
 
 
+def _emoji(out: Path, seed: int) -> list[tuple[str, str, str]]:
+    """The emoji world: its four styles, its CLIP's zero-shot names, and the typographic attack."""
+    from .emoji import EmojiWorld
+    from .emoji_experiments import apples, typographic_attack_images, typographic_attack_scores
+    from .probes import label_probs
+
+    world = EmojiWorld(seed=seed)
+    sections = []
+    shown = ["red apple", "cat face", "thumbs up", "rocket", "sunflower", "hot beverage"]
+    attrs = [world.attributes(c, s) for c in shown for s in world.styles if s in world.styles_of(c)]
+    grid(world.render(attrs, 64), nrow=8, scale=2).save(out / "emoji_world.png")
+    sections.append(("The emoji world", "emoji_world.png", "Six emoji in the four open-licensed styles (Noto, "
+                     "Twemoji, OpenMoji, Fluent): 1,633 concepts, 12,761 images (data/emoji/LICENSE.md)."))
+
+    clip = load_clip("emoji")
+    batch = world.sample(16, resolution=64, split="held_out", seed=seed)
+    names = [c["name"] for c in world.concepts.values()]
+    probs = clip.zero_shot(batch.images, names)
+    titles = [f"CLIP: {names[j][:20]} ({p:.0%})\ntrue: {a['name'][:20]}"
+              for p, j, a in zip(*probs.max(-1), batch.attributes)]
+    fig = show_images(batch.images, titles, ncols=8, size=1.9, fontsize=7)
+    fig.savefig(out / "emoji_zero_shot.png", dpi=110)
+    sections.append(("Emoji CLIP zero-shot, held-out styles", "emoji_zero_shot.png",
+                     "Emoji drawn in a style the emoji CLIP never saw them in; its best of all "
+                     f"{len(names):,} names with its probability, and the true name (right on "
+                     f"{sum(names[j] == a['name'] for j, a in zip(probs.argmax(-1).tolist(), batch.attributes))} of "
+                     f"{len(batch.images)})."))
+
+    words = ["phone", "pizza", "dog", "rocket"]
+    attack = typographic_attack_images(world, apples(world)[::2], words, seed=seed)
+    scores = typographic_attack_scores(clip, attack)
+    p = label_probs(clip, attack.attacked, attack.labels)
+    titles = [f"{labels[0]} {q[0]:.0%}\n{labels[1]} {q[1]:.0%}" for labels, q in zip(attack.labels, p.tolist())]
+    fig = show_images(attack.attacked, titles, ncols=len(words), size=1.9, fontsize=7)
+    fig.savefig(out / "emoji_attack.png", dpi=110)
+    sections.append(("The typographic attack on emoji (paper Figure 6)", "emoji_attack.png",
+                     "Apples with another emoji's word written on them; the emoji CLIP's probability of the apple "
+                     f"and of the word's emoji among 6 labels. Fooled on {scores['success']:.0%} of these "
+                     f"{scores['images']} images (BENCHMARKS.md, 'The emoji world', measures it at scale)."))
+    return sections
+
+
 def make_demo(out: str | Path = "outputs", seed: int = 0) -> Path:
     import matplotlib
 
@@ -116,6 +159,7 @@ def make_demo(out: str | Path = "outputs", seed: int = 0) -> Path:
 
     sections += _text_to_image(out, seed)
     sections += _manipulations(out, seed)
+    sections += _emoji(out, seed)
 
     check = world.sample(500, objects=1, resolution=64)
     zs = zero_shot_accuracy(clip, check.images, check.attributes)

@@ -20,6 +20,7 @@ import torch
 from .emoji import WORD_POSITIONS, draw_word
 from .evaluate import pixel_diversity, psnr
 from .images import resize
+from .probes import label_probs
 
 
 def _mean(x) -> float:
@@ -182,14 +183,6 @@ def typographic_attack_images(world, sources: list[dict], words: list[str], scal
     return AttackImages(as_tensor(clean), as_tensor(attacked), srcs, written, labels, control_words is not None)
 
 
-@torch.no_grad()
-def _label_probs(clip, images: torch.Tensor, labels: list[list[str]]) -> torch.Tensor:
-    """CLIP zero-shot probabilities [N, L] of each image over its own L labels."""
-    z_i = clip.encode_image(images)                                         # [N, D]
-    z_t = clip.encode_text([t for row in labels for t in row]).view(len(labels), len(labels[0]), -1)
-    return (clip.logit_scale * torch.einsum("nd,nld->nl", z_i, z_t)).softmax(-1)
-
-
 def typographic_attack_scores(clip, attack: AttackImages) -> dict[str, float]:
     """Zero-shot CLIP over each image's label set, clean and attacked: accuracy, the mean
     probability of the emoji's own label and of the word's label, and the attack's success:
@@ -197,7 +190,7 @@ def typographic_attack_scores(clip, attack: AttackImages) -> dict[str, float]:
     "success_by_chance": that share if the errors the label causes fell evenly on the wrong
     labels ((1 - attacked accuracy on those images) / (labels - 1)). For a control, "success"
     is the share flipping to the label the control word does *not* name."""
-    p_clean, p_att = _label_probs(clip, attack.clean, attack.labels), _label_probs(clip, attack.attacked,
+    p_clean, p_att = label_probs(clip, attack.clean, attack.labels), label_probs(clip, attack.attacked,
                                                                                      attack.labels)
     right, kept, flipped = p_clean.argmax(-1) == 0, p_att.argmax(-1) == 0, p_att.argmax(-1) == 1
     n_labels = len(attack.labels[0])

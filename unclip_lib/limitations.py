@@ -105,11 +105,13 @@ def clip_binding_accuracy(clip, images, attributes: list[dict]) -> dict[str, flo
 
 
 def binding_scores(pipe, evaluator, n: int = 100, conditionings=("diffusion", "caption", "image"),
-                   seed: int = 0, upsample: bool = True) -> dict:
+                   seed: int = 0, upsample: bool = True, decoder_caption: bool | None = None) -> dict:
     """Generate "two shapes: a red circle and a blue square" for n fresh scenes with each
     conditioning and classify every image (binding_outcome). Conditionings are those of
     pipe.generate, plus "image": decode the CLIP embedding of the true render itself, the
-    control that separates what the prior loses from what z_i never held.
+    control that separates what the prior loses from what z_i never held. decoder_caption:
+    whether the decoder reads the caption beside z_i (pipe.generate's; "image" decodes with
+    the true render's caption then).
 
     Returns {conditioning: {outcome: share (BINDING_OUTCOMES), "misbound": swapped + colour
     leaked + shape doubled, "shapes": share with both shapes right, "colors": share with both
@@ -121,9 +123,12 @@ def binding_scores(pipe, evaluator, n: int = 100, conditionings=("diffusion", "c
     out: dict = {"clip": clip_binding_accuracy(pipe.clip, scenes.images, scenes.attributes)}
     for cond in conditionings:
         if cond == "image":
-            images = pipe.decode(pipe.clip.encode_image(scenes.images), seed=seed, upsample=upsample)
+            read = pipe.defaults.decoder_caption if decoder_caption is None else decoder_caption
+            images = pipe.decode(pipe.clip.encode_image(scenes.images), seed=seed, upsample=upsample,
+                                 captions=captions if read else None)
         else:
-            images = pipe.generate(captions, prior=cond, seed=seed, upsample=upsample)
+            images = pipe.generate(captions, prior=cond, seed=seed, upsample=upsample,
+                                   decoder_caption=decoder_caption)
         preds = evaluator.predict(images)                    # the evaluator counts the objects too
         outcomes = [binding_outcome(p, t) for p, t in zip(preds, scenes.attributes)]
         row = {o: float(np.mean([x == o for x in outcomes])) for o in BINDING_OUTCOMES}

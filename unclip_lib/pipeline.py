@@ -37,6 +37,10 @@ class SamplingDefaults:
     sampler: str = "dpm++"
     decoder_steps: int = 10
     decoder_guidance: float = 3.0
+    # the decoder also reads the caption's tokens beside z_i (the paper's decoder keeps GLIDE's
+    # text pathway, its section 2.1); False decodes z_i alone (the ablation). The caption adds
+    # a third UNet call per step, unguided: eps = e(-,-) + s (e(z,-) - e(-,-)) + e(z,y) - e(z,-)
+    decoder_caption: bool = False
     # upsampler PSNR peaks at 2 steps for 32 -> 64 and at 1-2 for 64 -> 128 (more steps give
     # sharper samples that drift from the posterior mean); BENCHMARKS.md
     upsampler_steps: tuple = (2, 1)
@@ -282,7 +286,7 @@ class UnCLIP:
                  prior_steps: int | None = None, decoder_guidance: float | None = None,
                  decoder_steps: int | None = None, upsampler_steps: tuple | None = None,
                  x_T: torch.Tensor | None = None, upsample: bool = True, return_intermediates: bool = False,
-                 progress: bool = False, sampler: str | None = None):
+                 progress: bool = False, sampler: str | None = None, decoder_caption: bool | None = None):
         """Text to image: images [N, 3, R, R] in [0, 1] for N captions, or a Generation
         holding z_t, z_i and the base images too if return_intermediates. sampler: the ODE
         solver of every stage ("dpm++" or "ddim"; default pipe.defaults.sampler).
@@ -291,6 +295,8 @@ class UnCLIP:
         CLIP text embedding as if it were an image embedding, "caption" decodes from the
         caption alone (z_i dropped, caption guidance = decoder_guidance): the ablations of
         the paper's "importance of the prior". x_T [N, 3, r, r] fixes the decoder's noise.
+        decoder_caption: whether the decoder reads the caption beside z_i (default
+        pipe.defaults.decoder_caption; "caption" always does, having nothing else).
         upsampler_steps: one step count per upsampler (default pipe.defaults.upsampler_steps);
         prior_steps: the diffusion prior's (the autoregressive prior has no steps)."""
         import time
@@ -308,6 +314,8 @@ class UnCLIP:
         upsample = check_flag(upsample, "upsample")
         upsampler_steps = self._upsampler_steps(upsampler_steps) if upsample else ()
         sampler = self._sampler(sampler)
+        decoder_caption = check_flag(self.defaults.decoder_caption if decoder_caption is None else decoder_caption,
+                                     "decoder_caption")
         captions = self.check_captions(captions)
         if x_T is not None:
             x_T = self._check_x_T(x_T, len(captions))
@@ -333,11 +341,13 @@ class UnCLIP:
             z_i = z_t
         elif prior == "caption":
             z_i = None
+        if prior == "caption" or decoder_caption:
             text, mask = self.clip.text_tokens(captions)
         done("prior")
         g = torch.Generator().manual_seed(seed + 1)
         base = self.decoder.sample(z_i, text, mask, x_T=x_T, steps=decoder_steps or d.decoder_steps,
-                                   guidance_clip=guidance, guidance_text=guidance, generator=g, sampler=sampler)
+                                   guidance_clip=guidance, guidance_text=guidance if z_i is None else 1.0,
+                                   generator=g, sampler=sampler)
         done("decoder")
         images = base
         if upsample:
