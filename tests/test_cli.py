@@ -182,13 +182,18 @@ class _FakePipe:
 
 def test_good_arguments_reach_the_command(places, monkeypatch, capsys):
     pipe = _FakePipe()
-    monkeypatch.setattr("unclip_lib.pipeline.load_unclip", lambda name: pipe)
+    loaded = []
+    monkeypatch.setattr("unclip_lib.pipeline.load_unclip", lambda name, priors: loaded.append((name, priors)) or pipe)
     out = Path(places["tmp"], "grid.png")
     assert cli.main(["generate", RED, "a blue star", "-n", "2", "-o", str(out), "--seed", "5",
                      "--decoder-steps", "10", "--decoder-guidance", "2.5"]) == 0
     captions, kwargs = pipe.calls[0]
     assert captions == [RED, RED, "a blue star", "a blue star"] and out.exists()
     assert kwargs["seed"] == 5 and kwargs["decoder_steps"] == 10 and kwargs["decoder_guidance"] == 2.5
+    assert kwargs["decoder_caption"] is True and loaded[-1] == ("shapes", ("diffusion",))
+    assert cli.main(["generate", "red apple", "-n", "1", "-o", str(out), "--world", "emoji", "--prior", "z_t",
+                     "--no-decoder-caption"]) == 0
+    assert pipe.calls[-1][1]["decoder_caption"] is False and loaded[-1] == ("emoji", ())
     # an error the library finds once the stack is loaded is one line too
     code, err = _run_main(["generate", "a red circle " * 5, "-o", str(out)], capsys)
     _assert_one_clear_line(code, err, "captions[0]", "shorten it")

@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoder-guidance", type=float, default=None)
     p.add_argument("--decoder-steps", type=int, default=None)
     p.add_argument("--base", action="store_true", help="stop at the decoder's base resolution")
+    p.add_argument("--no-decoder-caption", action="store_true",
+                   help="the decoder reads z_i alone, not the caption beside it (the ablation)")
+    p.add_argument("--world", default="shapes", choices=["shapes", "emoji"], help="whose shipped stack draws")
     p = sub.add_parser("edit", help="redraw a box of an image from a caption (inpainting), keeping the rest")
     p.add_argument("image", help="the image to edit (PNG, JPEG, ...; square, or centre-cropped to a square)")
     p.add_argument("caption", help="what the image should show, e.g. 'a blue star on the left' (quote it)")
@@ -308,12 +311,13 @@ def _generate(args) -> int:
     from .pipeline import load_unclip
     from .viz import grid
 
-    pipe = load_unclip("shapes")
+    priors = (args.prior,) if args.prior in ("diffusion", "autoregressive") else ()
+    pipe = load_unclip(args.world, priors=priors)
     captions = pipe.check_captions([c for c in args.captions for _ in range(args.samples)])
     t = time.perf_counter()
     images = pipe.generate(captions, prior=args.prior, seed=args.seed, prior_guidance=args.prior_guidance,
                            decoder_guidance=args.decoder_guidance, decoder_steps=args.decoder_steps,
-                           upsample=not args.base, progress=True)
+                           upsample=not args.base, progress=True, decoder_caption=not args.no_decoder_caption)
     grid(images, nrow=args.samples).save(args.out)
     print(f"wrote {args.out}: {len(images)} images at {images.shape[-1]} px "
           f"({args.prior} prior) in {time.perf_counter() - t:.1f} s")

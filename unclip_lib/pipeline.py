@@ -37,10 +37,12 @@ class SamplingDefaults:
     sampler: str = "dpm++"
     decoder_steps: int = 10
     decoder_guidance: float = 3.0
-    # the decoder also reads the caption's tokens beside z_i (the paper's decoder keeps GLIDE's
-    # text pathway, its section 2.1); False decodes z_i alone (the ablation). The caption adds
-    # a third UNet call per step, unguided: eps = e(-,-) + s (e(z,-) - e(-,-)) + e(z,y) - e(z,-)
-    decoder_caption: bool = False
+    # the decoder also reads the caption's tokens beside z_i, as the paper's does (GLIDE's text
+    # pathway kept, its section 2.1; trained with the caption dropped half the time); False
+    # decodes z_i alone, the ablation. The caption costs a third UNet call per step and is not
+    # guided: eps = e(-,-) + s (e(z,-) - e(-,-)) + e(z,y) - e(z,-). Measured both ways in
+    # BENCHMARKS.md ("Limitations": binding).
+    decoder_caption: bool = True
     # upsampler PSNR peaks at 2 steps for 32 -> 64 and at 1-2 for 64 -> 128 (more steps give
     # sharper samples that drift from the posterior mean); BENCHMARKS.md
     upsampler_steps: tuple = (2, 1)
