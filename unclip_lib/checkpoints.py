@@ -46,6 +46,7 @@ SHIPPED = {
     "clip/shapes": ("clip", "clip_shapes"),
     "clip/emoji": ("clip", "clip_emoji"),
     "evaluator/shapes": ("evaluator", "evaluator_shapes"),
+    "evaluator/emoji": ("evaluator", "evaluator_emoji"),
     "decoder/shapes": ("decoder", "decoder_shapes"),
     "decoder/shapes_inpaint": ("decoder", "decoder_shapes_inpaint"),   # edits, GLIDE's way
     "upsampler/up64": ("upsampler", "upsampler_up64"),

@@ -293,6 +293,15 @@ def evaluator_report(evaluator: EmojiEvaluator, n: int = 500, seed: int = 20_000
     return out
 
 
+def one_style(world: EmojiWorld, batch, resolution: int, style: str = "openmoji") -> torch.Tensor:
+    """The batch's emoji redrawn in one style wherever that style draws them (words and skin
+    tones kept): the same concepts with the style diversity gone, a calibration point of the
+    Fréchet distance. [N, 3, R, R]."""
+    world.check_style(style)
+    return world.render([{**a, "style": style} if style in world.styles_of(a["concept"], a["skin_tone"]) else a
+                         for a in batch.attributes], resolution)
+
+
 def evaluator_recipe(world: EmojiWorld, validate: int = 500):
     from dataclasses import asdict
 
