@@ -66,7 +66,7 @@ def test_bad_inputs(clip):
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         clip.encode_image(torch.full((1, 3, 64, 64), 200.0))
     with pytest.raises(ValueError, match="RGBA"):
-        clip.encode_image(torch.zeros(1, 4, 64, 64))
+        clip.encode_image(torch.zeros(1, 2, 64, 64))
     with pytest.raises(ValueError, match="shape"):
         clip.encode_image(torch.zeros(64, 64))
     with pytest.raises(TypeError, match="uint8 or floating"):

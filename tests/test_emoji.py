@@ -263,6 +263,26 @@ def test_unknown_names_list_close_matches(world):
         world.render([])
 
 
+def test_captions_are_checked_against_the_world(world):
+    """What a text diff accepts: every caption the world writes, and clear errors for names,
+    styles and skin tones it does not have."""
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        attrs = world.draw_training(rng, split="all")[0]
+        assert world.check_caption(world.training_caption(attrs, rng)) and world.check_caption(world.caption(attrs))
+    assert world.check_caption("Thumbs up: Dark skin tone, fluent style")
+    with pytest.raises(ValueError, match=r"names no emoji of this world; close names: .*'ship'"):
+        world.check_caption("a spaceship")
+    with pytest.raises(ValueError, match=r"to_caption 'red apple in the apple style' names the style 'apple'"):
+        world.check_caption("red apple in the apple style", "to_caption")
+    with pytest.raises(ValueError, match=r"did you mean 'fluent'\?"):
+        world.check_caption("red apple in the microsoft style")
+    with pytest.raises(ValueError, match=r"skin tone 'pale'.*skin tones: light, medium-light"):
+        world.check_caption("thumbs up: pale skin tone")
+    with pytest.raises(ValueError, match="empty"):
+        world.check_caption("  ")
+
+
 def test_missing_data_names_the_rebuild_command(tmp_path):
     with pytest.raises(EmojiDataError, match="unclip-lab data emoji"):
         EmojiWorld(data_dir=tmp_path / "nothing")

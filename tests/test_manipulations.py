@@ -8,7 +8,7 @@ from PIL import Image
 
 from unclip_lib.evaluate import attribute_matches, psnr
 from unclip_lib.experiments import interpolation_pairs, source_scenes, text_diff_scores, variation_scores
-from unclip_lib.images import resize
+from unclip_lib.images import as_image_batch, resize
 from unclip_lib.pipeline import Bipartite, load_unclip
 
 
@@ -97,8 +97,14 @@ def test_non_rgb_and_odd_sizes_are_handled(pipe, scenes):
     assert pipe.variations(rgba, n=1, eta=0.0, upsample=False).shape == (1, 3, 32, 32)
     odd = torch.nn.functional.interpolate(x, size=(50, 50), mode="bilinear")
     assert pipe.encode(odd).x_T.shape == (1, 3, 32, 32)
-    with pytest.raises(ValueError, match="RGBA"):
-        pipe.encode(torch.rand(1, 4, 32, 32))
+    # a fourth channel is alpha, composited over white as the emoji data are: opaque gives the
+    # image itself, fully transparent a white image, in tensors and channels-last uint8 arrays alike
+    opaque, clear = torch.cat([x, torch.ones_like(x[:, :1])], 1), torch.cat([x, torch.zeros_like(x[:, :1])], 1)
+    assert torch.equal(as_image_batch(opaque), x)
+    assert torch.equal(as_image_batch(clear), torch.ones_like(x))
+    half = (torch.cat([x, torch.full_like(x[:, :1], 0.5)], 1)[0].permute(1, 2, 0).numpy() * 255).round()
+    assert torch.allclose(as_image_batch(half.astype(np.uint8)), x * 0.5 + 0.5, atol=1 / 255)
+    assert pipe.encode(opaque).x_T.shape == (1, 3, 32, 32)
     with pytest.raises(ValueError, match="different sizes"):
         pipe.encode([x[0], odd[0]])
 

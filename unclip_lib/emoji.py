@@ -34,15 +34,16 @@ import difflib
 import hashlib
 import json
 import os
+import re
 import threading
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .checks import close_matches
+from .checks import check_caption, close_matches
 from .images import MAX_VALUES
 from .world import Batch
 from .worlds import WorldWeights
@@ -412,6 +413,42 @@ class EmojiWorld:
         hint = f"; did you mean: {', '.join(close)}?" if close else ""
         raise ValueError(f"unknown emoji concept {key!r}{hint} ({len(self.concepts)} concepts: "
                          f"see world.vocabulary['concept'] or world.concepts[...]['name'])")
+
+    @cached_property
+    def _name_pattern(self) -> re.Pattern:
+        """Any concept's name (or a skin-tone variant's), as whole words; longest first."""
+        names = set(self._names) | {k["name"] for c in self.concepts.values() for k in c.get("skins", [])}
+        alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+        return re.compile(rf"(?<![\w])(?:{alternatives})(?![\w])")
+
+    def check_caption(self, caption, name: str = "caption") -> str:
+        """The caption, if it names an emoji of this world ('red apple', 'thumbs up: dark skin
+        tone', 'cat face in the fluent style') and only styles and skin tones that exist;
+        otherwise a clear error with close names. A text diff between captions that name no
+        concept points nowhere in particular."""
+        caption = check_caption(caption, name)
+        text = caption.lower()
+        for word in re.findall(r"([\w-]+),? style\b", text):
+            if word not in STYLES:
+                titled = [k for k, title in STYLE_TITLES.items() if word in title.lower().split()]
+                hint = f"; did you mean {titled[0]!r}?" if titled else close_matches(word, STYLES)
+                raise ValueError(f"{name} {caption!r} names the style {word!r}, which this world does not have"
+                                 f"{hint} (styles: {', '.join(STYLES)})")
+        for tone in re.findall(r"([\w-]+) skin tone", text):
+            if tone not in SKIN_TONES:
+                raise ValueError(f"{name} {caption!r} names the skin tone {tone!r}{close_matches(tone, SKIN_TONES)}"
+                                 f" (skin tones: {', '.join(SKIN_TONES)})")
+        if not self._name_pattern.search(text):
+            core = re.sub(r"\b(an? |the |emoji:? ?|icon|of )|( in the [\w-]+ style|,? [\w-]+ style)|"
+                          r"( with the word .*| labell?ed .*| and the text .*)", " ", text)
+            core = " ".join(core.split())
+            close = difflib.get_close_matches(core, list(self._names), n=5, cutoff=0.5) if core else []
+            words = [w for w in re.findall(r"[a-z]{3,}", core)]
+            close += [n for n in sorted(self._names, key=len) if any(w in n.split() for w in words)][:5 - len(close)]
+            hint = f"; close names: {', '.join(map(repr, dict.fromkeys(close)))}" if close else ""
+            raise ValueError(f"{name} {caption!r} names no emoji of this world{hint} ({len(self.concepts)} concepts:"
+                             " world.vocabulary['concept'], world.name(concept))")
+        return caption
 
     @staticmethod
     def check_style(style: str) -> str:

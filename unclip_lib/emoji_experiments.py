@@ -21,6 +21,7 @@ from .emoji import WORD_POSITIONS, draw_word
 from .evaluate import pixel_diversity, psnr
 from .images import resize
 from .probes import label_probs
+from .world import Batch
 
 
 def _mean(x) -> float:
@@ -219,3 +220,165 @@ def attack_decodings(pipe, evaluator, world, attack: AttackImages, samples: int 
         out[f"word_concept{suffix}"] = _mean([c == p["concept"] for p, c in zip(preds, word_concepts)])
         out[f"word_written{suffix}"] = _mean([w == p["word"] for p, w in zip(preds, words)])
     return out
+
+
+# ----------------------------------------------------------------------------- text to image
+
+def concept_captions(world, n: int, seed: int, split: str = "train", style_named: bool = False,
+                     all_styles: bool = False) -> tuple[list[str], list[dict]]:
+    """n captions of distinct (concept, style) pairs of a split, drawn from seed, and their truth.
+
+    The caption is the concept's everyday name ('red apple'); with style_named, the style in
+    words too ('red apple in the fluent style'), which a held-out pair needs (without it the
+    caption names a concept seen in other styles). all_styles: only concepts drawn in all four
+    styles (for the style entropy, whose maximum is then 2 bits)."""
+    pairs = world.pairs(split)
+    if all_styles:
+        pairs = [p for p in pairs if len(world.styles_of(p[0])) == len(world.styles)]
+    if not 0 < n <= len(pairs):
+        raise ValueError(f"n: give 1 to {len(pairs)} captions for the {split!r} split, got {n!r}")
+    rng = np.random.default_rng([seed, 17])
+    truth = [world.attributes(*pairs[i]) for i in rng.choice(len(pairs), size=n, replace=False)]
+    captions = [world.caption({"concept": a["concept"], **({"style": a["style"]} if style_named else {})})
+                for a in truth]
+    return captions, truth
+
+
+def text_to_image_scores(pipe, evaluator, world, captions: list[str], truth: list[dict], prior: str = "diffusion",
+                         seed: int = 0, style_named: bool = False, batch_size: int = 64, **generate) -> dict:
+    """Text to image at base resolution, read by the evaluator: the share of images showing
+    the caption's concept (top-1, top-5) and, if the caption names the style, that style.
+    prior: as pipe.generate ("diffusion", "autoregressive", "z_t", "caption"); generate:
+    further pipe.generate arguments (guidance, steps, decoder_caption)."""
+    images = torch.cat([pipe.generate(captions[i:i + batch_size], prior=prior, seed=seed + i, upsample=False,
+                                      **generate) for i in range(0, len(captions), batch_size)])
+    kept = _kept(evaluator.predict(images), truth)
+    out = {"concept_top1": _mean(kept["concept_top1"]), "concept_top5": _mean(kept["concept_top5"]),
+           "images": len(captions)}
+    if style_named:
+        out["style"] = _mean(kept["style"])
+    return out
+
+
+def style_entropy(pipe, evaluator, captions: list[str], truth: list[dict], samples: int = 8, prior: str = "diffusion",
+                  seed: int = 0, **generate) -> dict:
+    """The paper's diversity claim on style: each caption (naming no style) drawn `samples`
+    times; the evaluator's style of each sample; the entropy (bits) of the styles drawn per
+    caption, averaged (2 bits: all four styles equally often; 0: always the same one), with
+    the share of samples showing the caption's concept (truth, top 5) and the samples' pixel
+    diversity beside it."""
+    from .evaluate import attribute_entropy
+
+    repeated = [c for c in captions for _ in range(samples)]
+    images = torch.cat([pipe.generate(repeated[i:i + 64], prior=prior, seed=seed + i, upsample=False, **generate)
+                        for i in range(0, len(repeated), 64)])
+    preds = evaluator.predict(images)
+    per_caption = [preds[i * samples:(i + 1) * samples] for i in range(len(captions))]
+    concepts = [t["concept"] for t in truth for _ in range(samples)]
+    return {"style_entropy_bits": attribute_entropy(per_caption, "style"),
+            "concept_top5": _mean([c in p["top_concepts"] for p, c in zip(preds, concepts)]),
+            "diversity": pixel_diversity(images.view(len(captions), samples, *images.shape[1:]).transpose(0, 1)),
+            "captions": len(captions), "samples": samples}
+
+
+def frechet_to_true(evaluator, generated: torch.Tensor, true: torch.Tensor) -> float:
+    """Fréchet distance in the evaluator's features between generated and true images (both
+    [N, 3, R, R]; the reference figures, BENCHMARKS.md: 300 + 300 images at 32 px, true
+    against true about 660, detail lost about 900, every emoji in one style about 1070)."""
+    from .evaluate import frechet_distance
+
+    return frechet_distance(evaluator.features(true), evaluator.features(generated))
+
+
+# ----------------------------------------------------------------------------- interpolations
+
+def interpolation_pairs(world, n_pairs: int, seed: int, split: str = "train"):
+    """(batch_a, batch_b): n_pairs fresh emoji a and, for each, an emoji b of another concept
+    drawn in another style (no skin tones, no words), both inside the split."""
+    a = world.sample(n_pairs, split=split, seed=seed, skin_tone_prob=0.0)
+    rng = np.random.default_rng([seed, 23])
+    pairs = world.pairs(split)
+    chosen = []
+    for attrs in a.attributes:
+        while True:
+            concept, style = pairs[rng.integers(len(pairs))]
+            if concept != attrs["concept"] and style != attrs["style"]:
+                chosen.append(world.attributes(concept, style))
+                break
+    b = Batch(world.render(chosen, a.images.shape[-1]), [world.caption(c) for c in chosen], chosen,
+              [{} for _ in chosen])
+    return a, b
+
+
+def interpolation_scores(pipe, evaluator, batch_a, batch_b, steps: int = 5, modes=("slerp", "fixed", "random"),
+                         seed: int = 0) -> dict[str, list[dict]]:
+    """Along slerp(z_a, z_b, theta), per step and x_T mode ("slerp": the two inverted x_T
+    slerped too; "fixed": one noise for the row; "random": fresh noise per image): the share
+    of decodings showing a's concept (top 5), b's, neither, and a's and b's style. Base
+    resolution."""
+    latents = None
+    out = {}
+    for mode in modes:
+        if mode == "slerp" and latents is None:
+            latents = (pipe.encode(batch_a.images), pipe.encode(batch_b.images))
+        images = pipe.interpolate(batch_a.images, batch_b.images, steps=steps, x_T=mode, seed=seed, upsample=False,
+                                  latents=latents if mode == "slerp" else None)
+        preds = evaluator.predict(images)
+        rows = []
+        for j, theta in enumerate(torch.linspace(0, 1, steps).tolist()):
+            p = preds[j::steps]
+            ka, kb = _kept(p, batch_a.attributes), _kept(p, batch_b.attributes)
+            rows.append({"theta": round(theta, 3), "a": _mean(ka["concept_top5"]), "b": _mean(kb["concept_top5"]),
+                         "neither": _mean(~ka["concept_top5"] & ~kb["concept_top5"]),
+                         "a_style": _mean(ka["style"]), "b_style": _mean(kb["style"])})
+        out[mode] = rows
+    return out
+
+
+# ----------------------------------------------------------------------------- PCA reconstructions
+
+def fit_pca(clip, world, n: int = 4000, seed: int = 0, batch: int = 500):
+    """PCA (latents.EmbeddingPCA) of the z_i of n emoji drawn from the whole world (every
+    style, skin tones, no words)."""
+    from .latents import EmbeddingPCA
+
+    z = [clip.encode_image(world.sample(min(batch, n - i), split="all", seed=seed + i).images)
+         for i in range(0, n, batch)]
+    return EmbeddingPCA.fit(torch.cat(z))
+
+
+def ink_colour(images: torch.Tensor, white: float = 0.9) -> torch.Tensor:
+    """The mean colour of each image's ink (pixels not near white): [N, 3, H, W] -> [N, 3]."""
+    ink = (images.min(1, keepdim=True).values < white).float()                  # [N, 1, H, W]
+    return (images * ink).sum((2, 3)) / ink.sum((2, 3)).clamp_min(1)
+
+
+def pca_scores(pipe, evaluator, world, pca, batch, ks=(1, 2, 4, 8, 16, 32, 64, 128), seed: int = 0,
+               colour_tolerance: float = 0.12, return_images: int = 0):
+    """Which attributes come back first when z_i is rebuilt from its first k principal
+    components and decoded (the paper's Figure 7), on the emoji of `batch` (one x_T per image
+    held fixed across k, so only the embedding changes). Per k, the share of decodings with
+    the source's group (of the evaluator's concept), concept (top 5 and top 1), style, skin
+    tone, and colour (the mean ink colour within colour_tolerance, RMS over RGB in [0, 1]).
+    Returns {k: {attribute: share}} (and the first return_images decodings per k,
+    [len(ks), m, 3, r, r])."""
+    d, r = pipe.defaults, pipe.base_resolution
+    z = pipe.clip.encode_image(batch.images)
+    x_T = torch.randn((z.shape[0], 3, r, r), generator=torch.Generator().manual_seed(seed))
+    truth = batch.attributes
+    source_ink = ink_colour(resize(batch.images, r))
+    table, shown = {}, []
+    for k in ks:
+        images = pipe.decode(pca.reconstruct(z, k), x_T=x_T, steps=d.decoder_steps, guidance=d.decoder_guidance,
+                             clip_x0=True, upsample=False)
+        preds = evaluator.predict(images)
+        kept = _kept(preds, truth)
+        colour = ((ink_colour(images) - source_ink).pow(2).mean(1).sqrt() < colour_tolerance).numpy()
+        table[int(k)] = {"group": _mean([world.concepts[p["concept"]]["group"] == world.concepts[t["concept"]]["group"]
+                                         for p, t in zip(preds, truth)]),
+                         "concept_top5": _mean(kept["concept_top5"]), "concept_top1": _mean(kept["concept_top1"]),
+                         "style": _mean(kept["style"]), "skin_tone": _mean(kept["skin_tone"]),
+                         "colour": _mean(colour)}
+        if return_images:
+            shown.append(images[:return_images])
+    return (table, torch.stack(shown)) if return_images else table

@@ -122,15 +122,21 @@ def _as_nchw(x: torch.Tensor, name: str) -> torch.Tensor:
     if x.dim() != 4:
         raise ValueError(f"{name}: expected shape [N, 3, H, W] or [3, H, W], got {shape}"
                          + ("; a grey image [H, W] needs a channel axis: x[None]" if len(shape) == 2 else ""))
-    if x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
+    if x.shape[1] not in (1, 3, 4) and x.shape[-1] in (1, 3, 4):
         x = x.permute(0, 3, 1, 2)  # channels-last input
-    if x.shape[1] == 4:
-        raise ValueError(f"{name}: got 4 channels (RGBA?); drop or composite the alpha channel to get [N, 3, H, W]")
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
-    if x.shape[1] != 3:
-        raise ValueError(f"{name}: expected 3 colour channels, got shape {shape}; give [N, 3, H, W] or [N, H, W, 3]")
+    if x.shape[1] not in (3, 4):
+        raise ValueError(f"{name}: expected 3 colour channels (or RGBA), got shape {shape}; give [N, 3, H, W] or"
+                         " [N, H, W, 3]")
     return x
+
+
+def _over_white(x: torch.Tensor) -> torch.Tensor:
+    """RGBA [N, 4, H, W] in [0, 1] (straight alpha) composited over white: [N, 3, H, W],
+    as the emoji data are rendered and as a viewer shows a transparent picture."""
+    rgb, alpha = x[:, :3], x[:, 3:]
+    return rgb * alpha + (1 - alpha)
 
 
 def as_image_batch(images, name: str = "images", limit: int | None = None) -> torch.Tensor:
@@ -140,7 +146,7 @@ def as_image_batch(images, name: str = "images", limit: int | None = None) -> to
     (uint8 0..255 or float 0..1), a PIL image (any mode; 16-bit and float ones by their
     range), or a list of any of these. A [3, H, W] array is always one RGB image (a batch
     of grey images is [N, 1, H, W]); one-channel images are repeated to three channels;
-    PIL transparency is composited over white. Images must be at least 8 x 8 pixels.
+    transparency (PIL modes with alpha, or a fourth channel RGBA) is composited over white. Images must be at least 8 x 8 pixels.
     limit: the most images accepted, checked before anything is converted.
     """
     if isinstance(images, Image.Image):
@@ -171,7 +177,8 @@ def _checked_pixels(x: torch.Tensor, name: str, limit: int | None) -> torch.Tens
         raise ValueError(f"{name}: images of {h} x {w} pixels are too small; give at least {MIN_SIDE} x {MIN_SIDE}"
                          " (the models read 32 to 64 px and resize anything else)")
     if x.dtype == torch.uint8:
-        return (x.float() / 255).contiguous()
+        x = x.float() / 255
+        return (_over_white(x) if x.shape[1] == 4 else x).contiguous()
     if not x.is_floating_point():
         raise TypeError(_dtype_message(name, str(x.dtype), x.dtype != torch.bool and not x.is_complex()))
     x = x.float()
@@ -181,7 +188,8 @@ def _checked_pixels(x: torch.Tensor, name: str, limit: int | None) -> torch.Tens
     if lo < -1e-3 or hi > 1 + 1e-3:
         raise ValueError(f"{name}: float images must lie in [0, 1], got values in [{lo:.3g}, {hi:.3g}]"
                          " (from [-1, 1] use (x + 1) / 2; from 0..255 use x / 255)")
-    return x.clamp(0, 1).contiguous()
+    x = x.clamp(0, 1)
+    return (_over_white(x) if x.shape[1] == 4 else x).contiguous()
 
 
 def center_crop(images: torch.Tensor) -> torch.Tensor:

@@ -108,8 +108,11 @@ class UnCLIP:
 
     def __init__(self, clip: Clip, decoder: DiffusionDecoder, upsamplers: list[DiffusionUpsampler],
                  priors: dict | None = None, defaults: SamplingDefaults | None = None,
-                 inpainter: DiffusionDecoder | None = None):
+                 inpainter: DiffusionDecoder | None = None, world=None):
         self.clip, self.decoder, self.upsamplers = clip, decoder, upsamplers
+        # the world the stack was trained on (ShapesWorld, EmojiWorld), when known: text diffs
+        # check that their captions name something of it (world.check_caption)
+        self.world = world
         # a decoder fine-tuned to read the kept pixels and the mask (GLIDE's way), for inpaint()
         self.inpainter = inpainter
         self.priors = dict(priors or {})
@@ -551,7 +554,9 @@ class UnCLIP:
         from the CLIP text embeddings of to_caption (z_t) and from_caption (z_t0), then
         z_i' = slerp(z_i, z_d, theta), decoded with the image's inverted x_T held fixed, so
         theta = 0 gives the input back. The captions (both required) are one string for
-        every image or a list with one per image; thetas lie in [0, 1]. Returns
+        every image or a list with one per image, and must name something of the stack's
+        world (`world.check_caption`: a clear error with close names otherwise); thetas lie
+        in [0, 1]. Returns
         [N * len(thetas), 3, R, R], image 0's row first."""
         from .latents import slerp, text_diff_direction
 
@@ -566,6 +571,10 @@ class UnCLIP:
         n = self._count(source)
         pairs = [self._captions_per_item(c, n, name, "image")
                  for name, c in (("from_caption", from_caption), ("to_caption", to_caption))]
+        if self.world is not None:
+            for name, captions in (("from_caption", pairs[0]), ("to_caption", pairs[1])):
+                for caption in dict.fromkeys(captions):
+                    self.world.check_caption(caption, name)
         for source_caption, target in zip(*pairs):
             if source_caption.strip().lower() == target.strip().lower():
                 raise ValueError(f"from_caption and to_caption are the same ({source_caption!r}): a text diff needs"
@@ -704,7 +713,7 @@ def load_unclip(name: str = "shapes", priors: tuple = ("diffusion", "autoregress
     `weights` (worlds.WorldWeights)."""
     from .checkpoints import SHIPPED, data_dir
     from .prior import load_prior
-    from .worlds import world_weights
+    from .worlds import get_world, world_weights
 
     if not isinstance(name, str) or name not in ("shapes", "emoji"):
         from .checks import close_matches
@@ -735,4 +744,5 @@ def load_unclip(name: str = "shapes", priors: tuple = ("diffusion", "autoregress
     return UnCLIP(load_clip(weights.clip), load_decoder(weights.decoder),
                   [load_upsampler(u) for u in weights.upsamplers],
                   priors={p: load_prior(weights.priors[p]) for p in priors},
-                  inpainter=load_decoder(weights.inpainter) if weights.inpainter else None)
+                  inpainter=load_decoder(weights.inpainter) if weights.inpainter else None,
+                  world=get_world(name))

@@ -25,8 +25,10 @@ generalisation can be measured on them.
 """
 from __future__ import annotations
 
+import difflib
 import itertools
 import math
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -34,7 +36,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .checks import check_int, check_number
+from .checks import check_caption, check_int, check_number
 from .images import MAX_VALUES
 from .worlds import WorldWeights
 
@@ -468,6 +470,21 @@ class ShapesWorld:
     def training_caption(attrs: dict, rng: np.random.Generator) -> str:
         """A varied training caption (template and omissions drawn from rng)."""
         return _random_caption(attrs, rng)
+
+    @classmethod
+    def check_caption(cls, caption, name: str = "caption") -> str:
+        """The caption, if it names something of this world (a shape, colour, size, position or
+        background); otherwise a clear error with close words. A text diff between captions
+        that name nothing the CLIP was trained on points nowhere in particular."""
+        caption = check_caption(caption, name)
+        words = re.findall(r"[a-z]+", caption.lower())
+        known = {w for values in cls.vocabulary.values() for value in values for w in value.split()}
+        if known.isdisjoint(words):
+            close = sorted({m for w in words for m in difflib.get_close_matches(w, known, n=2, cutoff=0.7)})
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise ValueError(f"{name} {caption!r} names no shape, colour, size, position or background of the shapes"
+                             f" world{hint} (shapes: {', '.join(SHAPES)}; colours: {', '.join(COLORS)})")
+        return caption
 
     @staticmethod
     def combinations(split: str = "all") -> list[dict]:
