@@ -82,8 +82,8 @@ def training_rows(named_modules) -> list[str]:
     return out
 
 
-def upsampler_rows(pipe, seed: int, m: int) -> list[str]:
-    """PSNR of each upsampler stage against bicubic on m held-out renders."""
+def upsampler_rows(pipe, seed: int, m: int, world: str = "shapes") -> list[str]:
+    """PSNR of each upsampler stage against bicubic on m fresh renders of a world."""
     from unclip_lib.train import upsampler_validation
 
     d = pipe.defaults
@@ -91,7 +91,7 @@ def upsampler_rows(pipe, seed: int, m: int) -> list[str]:
            "32 -> 64; clean, and after the BSR mix, for 64 -> 128):", "",
             "| stage | input | steps | PSNR | bicubic PSNR |", "|---|---|---|---|---|"]
     for up, steps, (lo, hi, deg) in zip(pipe.upsamplers, d.upsampler_steps, ((32, 64, "blur"), (64, 128, "bsr"))):
-        r = upsampler_validation(up, lo, hi, deg, n=m, steps=steps, seed=seed + 9)
+        r = upsampler_validation(up, lo, hi, deg, n=m, steps=steps, seed=seed + 9, world=world)
         inputs = (("", "blurred" if deg == "blur" else "clean"),) + ((("_bsr", "BSR-degraded"),) if deg == "bsr" else ())
         for suffix, name in inputs:
             out.append(f"| {lo} -> {hi} | {name} | {steps} | {r['psnr' + suffix]:.2f} dB | "
@@ -692,6 +692,120 @@ def emoji_section(seed: int, n: int) -> list[str]:
     return out
 
 
+def emoji_stack_section(seed: int, n: int) -> list[str]:
+    """The emoji unCLIP stack, measured with the emoji evaluator on fresh emoji: the decoder's
+    reconstructions and inversion, then (where the priors are shipped) text to image, the
+    importance of the prior, style diversity, variations, interpolations, text diffs, PCA
+    reconstructions and what the decoder draws from the attacked apples."""
+    from unclip_lib import emoji_experiments as ex
+    from unclip_lib.emoji import EmojiWorld
+    from unclip_lib.emoji_pairs import KINDS, minimal_pairs
+    from unclip_lib.evaluate import psnr
+    from unclip_lib.pipeline import load_unclip
+    from unclip_lib.worlds import world_weights
+
+    weights = world_weights("emoji")
+    have = lambda kind, name: name in shipped_names(kind)  # noqa: E731
+    if not have("decoder", weights.decoder):
+        return ["The emoji decoder is not shipped yet (`unclip-lab train decoder --world emoji`)."]
+    priors = tuple(p for p, name in weights.priors.items() if have("prior", name))
+    world, ev = EmojiWorld(seed=seed), load_evaluator("emoji")
+    pipe = load_unclip("emoji", priors=priors)
+    r = pipe.base_resolution
+    out = []
+
+    # the decoder alone: reconstructions from z_i (fresh noise) and the inversion's round trip
+    true = world.sample(n, split="train", seed=seed + 1)
+    other = world.sample(n, split="train", seed=seed + 2, resolution=r)
+    z = pipe.clip.encode_image(true.images)
+    rec = torch.cat([pipe.decode(z[i:i + 100], seed=seed + i, upsample=False) for i in range(0, n, 100)])
+    held = world.sample(n, split="held_out", seed=seed + 3)
+    rec_held = torch.cat([pipe.decode(pipe.clip.encode_image(held.images[i:i + 100]), seed=seed + i, upsample=False)
+                          for i in range(0, n, 100)])
+    acc = {name: ex._kept(ev.predict(x), b.attributes) for name, x, b in
+           (("training pairs", rec, true), ("held-out pairs", rec_held, held))}
+    m = min(n, 100)
+    lat = pipe.encode(true.images[:m])
+    back = pipe.decode(lat.z_i, x_T=lat.x_T, upsample=False)
+    out += [f"Emoji decoder: {n} fresh emoji per row decoded from their z_i with fresh noise ({r} px), read by the "
+            "evaluator (a skin tone on half of those that have one):", "",
+            "| sources | concept top-5 | concept top-1 | style | skin tone |", "|---|---|---|---|---|"]
+    out += [f"| {name} | " + " | ".join(f"{k[key].mean():.1%}" for key in ("concept_top5", "concept_top1", "style",
+                                                                          "skin_tone")) + " |"
+            for name, k in acc.items()]
+    out += ["", f"Fréchet distance (evaluator features, {n} + {n} images at {r} px): reconstructions against other "
+            f"true emoji {ex.frechet_to_true(ev, rec, other.images):.0f}; true against true "
+            f"{ex.frechet_to_true(ev, resize(true.images, r), other.images):.0f}. Inversion round trip (DDIM "
+            f"inversion, then eta = 0 decoding) on {m} emoji: PSNR {psnr(back, resize(true.images[:m], r)):.1f} dB.",
+            "", "Upsamplers on true emoji (each stage from its input size):", ""]
+    out += upsampler_rows(pipe, seed, min(n, 64), world="emoji")
+
+    # manipulations (no prior needed)
+    k = min(n, 100)
+    var = ex.variation_scores(pipe, ev, world.sample(k, split="train", seed=seed + 4), n=4,
+                              etas=(0.0, 0.25, 0.5, 0.75, 1.0), seed=seed)
+    out += ["", f"Variations of {k} fresh emoji, 4 each (evaluator; diversity: mean RMS pixel distance between the "
+            "variations of one source):", "", "| eta | concept top-5 kept | top-1 kept | style kept | both | diversity |",
+            "|---|---|---|---|---|---|"]
+    out += [f"| {eta} | {v['concept_top5']:.1%} | {v['concept_top1']:.1%} | {v['style']:.1%} | "
+            f"{v['concept_and_style']:.1%} | {v['diversity']:.3f} |" for eta, v in var.items()]
+    a, b = ex.interpolation_pairs(world, k, seed=seed + 5)
+    interp = ex.interpolation_scores(pipe, ev, a, b, steps=5, seed=seed)
+    out += ["", f"Interpolations between {k} pairs of emoji differing in concept and style (concept: top 5):", "",
+            "| x_T | theta | a | b | neither | a's style | b's style |", "|---|---|---|---|---|---|---|"]
+    out += [f"| {mode} | {row['theta']} | {row['a']:.1%} | {row['b']:.1%} | {row['neither']:.1%} | "
+            f"{row['a_style']:.1%} | {row['b_style']:.1%} |" for mode, rows in interp.items() for row in rows]
+    out += ["", f"Text diffs on {k} minimal pairs per kind, thetas 0 to 0.5 (edited: the target read and the rest "
+            "kept at some theta):", "", "| kind | edited | mean first theta | PSNR at theta 0 |", "|---|---|---|---|"]
+    for kind in KINDS:
+        d = ex.text_diff_scores(pipe, ev, world, minimal_pairs(world, kind, n=k, seed=seed + 6), seed=seed)
+        out.append(f"| {kind} | {d['edited']:.1%} | {d['first_theta']:.2f} | {d['psnr_theta0']:.1f} dB |")
+    pca = ex.fit_pca(pipe.clip, world, n=4000, seed=seed + 7)
+    table = ex.pca_scores(pipe, ev, world, pca, world.sample(k, split="all", seed=seed + 8), seed=seed)
+    keys = ("group", "colour", "style", "concept_top5", "concept_top1", "skin_tone")
+    out += ["", f"PCA reconstructions (paper Figure 7): z_i of {k} emoji rebuilt from its first k components, one "
+            "x_T per emoji across k; the share keeping each attribute (colour: mean ink colour within 0.12 RMS):",
+            "", "| k | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    out += [f"| {kk} | " + " | ".join(f"{row[key]:.1%}" for key in keys) + " |" for kk, row in table.items()]
+    words = ["phone"] + ex.attack_words(world, 24, seed=seed, avoid={"phone"})
+    attack = ex.typographic_attack_images(world, ex.apples(world), words, seed=seed)
+    dec = ex.attack_decodings(pipe, ev, world, attack, samples=2, seed=seed)
+    out += ["", f"What the decoder draws from the apples' z_i ({len(attack.words)} attacked images, 2 samples each):",
+            "", "| z_i of | apple (top 5) | apple (top 1) | the word's emoji | the word written |", "|---|---|---|---|---|"]
+    out += [f"| {name} | {dec['own_top5' + s]:.1%} | {dec['own_top1' + s]:.1%} | {dec['word_concept' + s]:.1%} | "
+            f"{dec['word_written' + s]:.1%} |" for name, s in (("clean apples", "_clean"), ("attacked apples", ""))]
+
+    if not priors:
+        return out + ["", "The emoji priors are not shipped yet (`unclip-lab train prior --world emoji`)."]
+    caps = {"training concepts": ex.concept_captions(world, k, seed=seed + 9),
+            "training pairs, style named": ex.concept_captions(world, k, seed=seed + 10, style_named=True),
+            "held-out pairs, style named": ex.concept_captions(world, min(k, len(world.pairs("held_out"))),
+                                                               seed=seed + 11, split="held_out", style_named=True)}
+    signals = priors + ("z_t", "caption")
+    out += ["", f"Text to image ({k} captions per row, {r} px, the evaluator; the paper's Figure 8 ordering is "
+            "diffusion >= autoregressive > z_t > caption only):", "",
+            "| captions | conditioning | concept top-1 | concept top-5 | style |", "|---|---|---|---|---|"]
+    for name, (c, t) in caps.items():
+        for sig in (signals if name == "training concepts" else priors[:1]):
+            s = ex.text_to_image_scores(pipe, ev, world, c, t, prior=sig, seed=seed, style_named="style" in name)
+            out.append(f"| {name} | {sig} | {s['concept_top1']:.1%} | {s['concept_top5']:.1%} | "
+                       + (f"{s['style']:.1%} |" if "style" in s else "- |"))
+    c, t = ex.concept_captions(world, max(10, k // 4), seed=seed + 12, all_styles=True)
+    out += ["", f"Style diversity: {len(c)} captions naming no style (concepts drawn in all four), 8 samples each; "
+            "entropy of the evaluator's style (max 2 bits):", "",
+            "| conditioning | decoder guidance | style entropy | concept top-5 | pixel diversity |", "|---|---|---|---|---|"]
+    for sig in signals[:-1]:
+        for g in ((1.0, 3.0, 5.0) if sig == priors[0] else (None,)):
+            e = ex.style_entropy(pipe, ev, c, t, samples=8, prior=sig, seed=seed, decoder_guidance=g)
+            out.append(f"| {sig} | {g or pipe.defaults.decoder_guidance} | {e['style_entropy_bits']:.2f} bits | "
+                       f"{e['concept_top5']:.1%} | {e['diversity']:.3f} |")
+    fake = pipe.generate(world.sample(k, seed=seed + 13).captions, seed=seed, upsample=False)
+    out += ["", f"Fréchet distance of {k} text-to-image samples (diffusion prior, canonical captions of fresh emoji) "
+            f"to {k} true emoji: {ex.frechet_to_true(ev, fake, world.sample(k, seed=seed + 14, resolution=r).images):.0f}"
+            f" (true against true at this size: {ex.frechet_to_true(ev, resize(true.images[:k], r), other.images[:k]):.0f})."]
+    return out
+
+
 def evaluation_section(seed: int, n: int) -> list[str]:
     """Guidance against fidelity and diversity: unCLIP and the GLIDE-like decoder."""
     from unclip_lib.fidelity import CONDITIONING_NAMES, guidance_sweep
@@ -774,7 +888,7 @@ def limitations_section(seed: int, n: int) -> list[str]:
 
 
 SECTIONS = ("world", "decoder", "priors", "manipulations", "probes", "evaluation", "limitations", "sampling",
-            "edits", "speed", "emoji")
+            "edits", "speed", "emoji", "emoji_stack")
 
 
 def main() -> None:
@@ -799,6 +913,8 @@ def main() -> None:
     p.add_argument("--baseline-data", type=Path, default=None,
                    help="with --sampling or --speed: also measure the weights in this folder (an older data/)")
     p.add_argument("--emoji", action="store_true", help="also measure the emoji world's CLIP and evaluator")
+    p.add_argument("--emoji-stack", action="store_true",
+                   help="also measure the emoji unCLIP stack (decoder, manipulations, priors; about an hour)")
     p.add_argument("--all", action="store_true", help="every section (about 3 hours on 2 cores)")
     p.add_argument("--no-world", action="store_true", help="skip the world / CLIP / evaluator section")
     p.add_argument("--write", type=Path, default=None,
@@ -818,7 +934,8 @@ def main() -> None:
                "speed": lambda: speed_section(args.seed, args.baseline_data),
                "edits": lambda: edits_section(args.seed, min(args.n, 256)),
                "sampling": lambda: sampling_section(args.seed, min(args.n, 500), args.baseline_data),
-               "emoji": lambda: emoji_section(args.seed, min(args.n, 1000))}
+               "emoji": lambda: emoji_section(args.seed, min(args.n, 1000)),
+               "emoji_stack": lambda: emoji_stack_section(args.seed, min(args.n, 300))}
     for name in SECTIONS:
         if not chosen[name]:
             continue
