@@ -1,11 +1,14 @@
 """The typographic attack on emoji (unclip_lib.emoji_experiments): the images it writes, the
-word's concept, and the shipped emoji CLIP's zero-shot figures on them."""
+word's concept, and the shipped emoji CLIP's zero-shot figures on them; the inputs the other
+emoji measurements draw (captions, interpolation pairs, the ink colour, the PCA)."""
 import numpy as np
 import pytest
+import torch
 
 from unclip_lib.emoji import EmojiWorld, draw_word
-from unclip_lib.emoji_experiments import (apples, attack_words, typographic_attack_images,
-                                          typographic_attack_scores, word_concept)
+from unclip_lib.emoji_experiments import (apples, attack_words, concept_captions, fit_pca, ink_colour,
+                                          interpolation_pairs, typographic_attack_images, typographic_attack_scores,
+                                          word_concept)
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +56,38 @@ def test_attack_images_and_the_clip_reading_them(world):
     assert s["clean_accuracy"] >= 0.95, s                       # the CLIP knows its apples among 6 labels
     assert s["p_word_attacked"] > s["p_word_clean"]               # the word pulls towards its concept ...
     assert 0 <= s["success"] <= 1 and 0 <= c["success"] <= 1 and s["images"] == 64
+
+
+def test_measurement_inputs(world):
+    caps, truth = concept_captions(world, 40, seed=3)
+    assert len({(t["concept"], t["style"]) for t in truth}) == 40
+    assert all(world.concept(c) == t["concept"] for c, t in zip(caps, truth))      # the bare name
+    caps, truth = concept_captions(world, 20, seed=3, split="held_out", style_named=True)
+    assert all((t["concept"], t["style"]) in world.held_out for t in truth)
+    assert all(c.endswith(f" in the {t['style']} style") for c, t in zip(caps, truth))
+    _, truth = concept_captions(world, 20, seed=4, all_styles=True)
+    assert all(len(world.styles_of(t["concept"])) == 4 for t in truth)
+    assert concept_captions(world, 5, seed=9) == concept_captions(world, 5, seed=9)
+    with pytest.raises(ValueError, match="give 1 to"):
+        concept_captions(world, 10**6, seed=0)
+
+    a, b = interpolation_pairs(world, 30, seed=5)
+    assert all(x["concept"] != y["concept"] and x["style"] != y["style"] for x, y in zip(a.attributes, b.attributes))
+    assert a.images.shape == b.images.shape == (30, 3, 64, 64)
+
+    red = world.render([world.attributes("red apple", "noto")], 32)
+    green = world.render([world.attributes("green apple", "noto")], 32)
+    r, g = ink_colour(red)[0], ink_colour(green)[0]
+    assert r[0] > r[1] + 0.2 and g[1] > g[0] + 0.1, (r, g)                     # red ink, green ink
+    assert torch.equal(ink_colour(torch.ones(1, 3, 8, 8)), torch.zeros(1, 3))   # no ink at all
+
+
+def test_pca_of_the_emoji_embeddings(world):
+    from unclip_lib import load_clip
+
+    pca = fit_pca(load_clip("emoji"), world, n=600, seed=2, batch=300)
+    z = load_clip("emoji").encode_image(world.sample(8, seed=11).images)
+    full = pca.reconstruct(z, pca.components.shape[0])
+    assert torch.allclose(full, z, atol=1e-4)                                   # every component: z itself
+    err = [float((pca.reconstruct(z, k) - z).norm(dim=-1).mean()) for k in (1, 8, 64)]
+    assert err[0] > err[1] > err[2]
