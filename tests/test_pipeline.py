@@ -91,8 +91,9 @@ def test_images_of_other_sizes_are_resized_for_inversion(pipe):
     assert x_T.shape == (2, 3, 32, 32)
     with pytest.raises(ValueError, match="resize them first"):
         pipe.decoder.invert(big, pipe.clip.encode_image(big))
-    with pytest.raises(ValueError, match="4 channels"):
-        pipe.invert(torch.rand(1, 4, 32, 32))
+    rgb = big[:1]                 # a fourth channel is alpha: composited over white, opaque = the image
+    opaque = torch.cat([rgb, torch.ones_like(rgb[:, :1])], 1)
+    assert torch.equal(pipe.invert(opaque, refine=0, steps=10), pipe.invert(rgb, refine=0, steps=10))
 
 
 def test_mismatched_checkpoints_are_refused(tmp_path):
