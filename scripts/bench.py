@@ -722,7 +722,7 @@ def emoji_stack_section(seed: int, n: int) -> list[str]:
     held = world.sample(n, split="held_out", seed=seed + 3)
     rec_held = torch.cat([pipe.decode(pipe.clip.encode_image(held.images[i:i + 100]), seed=seed + i, upsample=False)
                           for i in range(0, n, 100)])
-    acc = {name: ex._kept(ev.predict(x), b.attributes) for name, x, b in
+    acc = {name: ex.kept_attributes(ev.predict(x), b.attributes) for name, x, b in
            (("training pairs", rec, true), ("held-out pairs", rec_held, held))}
     m = min(n, 100)
     lat = pipe.encode(true.images[:m])

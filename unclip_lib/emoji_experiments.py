@@ -28,7 +28,7 @@ def _mean(x) -> float:
     return float(np.mean(x)) if len(x) else float("nan")
 
 
-def _kept(preds: list[dict], truth: list[dict]) -> dict[str, np.ndarray]:
+def kept_attributes(preds: list[dict], truth: list[dict]) -> dict[str, np.ndarray]:
     """Per image: concept in the evaluator's top 5, concept top-1, style, skin tone kept."""
     return {"concept_top5": np.array([t["concept"] in p["top_concepts"] for p, t in zip(preds, truth, strict=True)]),
             "concept_top1": np.array([t["concept"] == p["concept"] for p, t in zip(preds, truth)]),
@@ -49,7 +49,7 @@ def variation_scores(pipe, evaluator, batch, n: int = 4, etas=(0.0, 0.25, 0.5, 0
     out = {}
     for eta in etas:
         images = pipe.variations(latent=latent, n=n, eta=float(eta), seed=seed, upsample=False)
-        kept = _kept(evaluator.predict(images), truth)
+        kept = kept_attributes(evaluator.predict(images), truth)
         per_source = images.view(-1, n, *images.shape[1:]).transpose(0, 1)      # [n, N, 3, r, r]
         out[float(eta)] = {"concept_top5": _mean(kept["concept_top5"]), "concept_top1": _mean(kept["concept_top1"]),
                            "style": _mean(kept["style"]),
@@ -252,7 +252,7 @@ def text_to_image_scores(pipe, evaluator, world, captions: list[str], truth: lis
     further pipe.generate arguments (guidance, steps, decoder_caption)."""
     images = torch.cat([pipe.generate(captions[i:i + batch_size], prior=prior, seed=seed + i, upsample=False,
                                       **generate) for i in range(0, len(captions), batch_size)])
-    kept = _kept(evaluator.predict(images), truth)
+    kept = kept_attributes(evaluator.predict(images), truth)
     out = {"concept_top1": _mean(kept["concept_top1"]), "concept_top5": _mean(kept["concept_top5"]),
            "images": len(captions)}
     if style_named:
@@ -327,7 +327,7 @@ def interpolation_scores(pipe, evaluator, batch_a, batch_b, steps: int = 5, mode
         rows = []
         for j, theta in enumerate(torch.linspace(0, 1, steps).tolist()):
             p = preds[j::steps]
-            ka, kb = _kept(p, batch_a.attributes), _kept(p, batch_b.attributes)
+            ka, kb = kept_attributes(p, batch_a.attributes), kept_attributes(p, batch_b.attributes)
             rows.append({"theta": round(theta, 3), "a": _mean(ka["concept_top5"]), "b": _mean(kb["concept_top5"]),
                          "neither": _mean(~ka["concept_top5"] & ~kb["concept_top5"]),
                          "a_style": _mean(ka["style"]), "b_style": _mean(kb["style"])})
@@ -372,7 +372,7 @@ def pca_scores(pipe, evaluator, world, pca, batch, ks=(1, 2, 4, 8, 16, 32, 64, 1
         images = pipe.decode(pca.reconstruct(z, k), x_T=x_T, steps=d.decoder_steps, guidance=d.decoder_guidance,
                              clip_x0=True, upsample=False)
         preds = evaluator.predict(images)
-        kept = _kept(preds, truth)
+        kept = kept_attributes(preds, truth)
         colour = ((ink_colour(images) - source_ink).pow(2).mean(1).sqrt() < colour_tolerance).numpy()
         table[int(k)] = {"group": _mean([world.concepts[p["concept"]]["group"] == world.concepts[t["concept"]]["group"]
                                          for p, t in zip(preds, truth)]),
