@@ -33,3 +33,40 @@ def test_figures_cited_from_benchmarks_are_in_benchmarks():
 def test_the_check_can_fail():
     assert DECIMAL.findall("shape 98.6%, 58.5 dB, cosine 0.920 and 3 bits") == [("98.6", "%"), ("58.5", "dB"),
                                                                                 ("0.920", "")]
+
+
+def _progress_fallback():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("progress_fallback", ROOT / "scripts" / "progress_fallback.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_progress_bars_show_where_they_ended_without_widgets():
+    """A viewer without widgets (GitHub, `make site`) shows a bar's text/plain: it must be the
+    final state scripts/progress_fallback.py writes, not the "0%" tqdm wrote at the start."""
+    fallback = _progress_fallback()
+    frozen = []
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        state = nb.get("metadata", {}).get("widgets", {}).get(fallback.WIDGET_STATE, {}).get("state", {})
+        for i, cell in enumerate(nb["cells"]):
+            for out in cell.get("outputs", []):
+                data = out.get("data", {})
+                if fallback.WIDGET_VIEW in data:
+                    final = fallback.bar_text(state, data[fallback.WIDGET_VIEW]["model_id"])
+                    if final is not None and "".join(data.get("text/plain", "")) != final:
+                        frozen.append(f"{path.name} cell {i}: {''.join(data.get('text/plain', ''))[:60]!r}")
+    assert not frozen, ("progress bars whose plain text is not their final state (run "
+                        "`python scripts/progress_fallback.py NOTEBOOK`):\n" + "\n".join(frozen))
+
+
+def test_a_finished_bar_reads_as_finished():
+    state = {"box": {"model_name": "HBoxModel", "state": {"children": ["IPY_MODEL_a", "IPY_MODEL_b", "IPY_MODEL_c"]}},
+             "a": {"model_name": "HTMLModel", "state": {"value": "clip\u2007(shapes):\u2007100%"}},
+             "b": {"model_name": "FloatProgressModel", "state": {"value": 150.0, "max": 300.0}},
+             "c": {"model_name": "HTMLModel", "state": {"value": "\u2007150/300\u2007[00:10&lt;00:10]"}}}
+    assert _progress_fallback().bar_text(state, "box") == "clip (shapes): 100%|█████     | 150/300 [00:10<00:10]"
+    assert _progress_fallback().bar_text(state, "a") is None
