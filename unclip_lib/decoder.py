@@ -480,7 +480,7 @@ class DiffusionDecoder(_DiffusionModel):
         from z_i (and / or caption tokens). A decoder trained for it (`inpaint_channels`, GLIDE's
         way) samples once while reading the kept pixels and the mask (`sample`; resample and eta
         unused); any other by RePaint sampling (`GaussianDiffusion.repaint_sample`; model calls:
-        steps x resample, each guided). Pixels where mask = 0 are kept exactly."""
+        (steps - 1) x resample + 1, each guided). Pixels where mask = 0 are kept exactly."""
         from .edits import composite
 
         if self.unet.config.inpaint_channels:

@@ -323,7 +323,7 @@ class GaussianDiffusion:
         (x_t = sqrt(a_t / a_prev) x_prev + sqrt(1 - a_t / a_prev) z, one diffusion jump) and
         the step redone, which lets the region harmonise with what is kept (RePaint's
         jumps of length 1). resample = 1 is the plain replacement method; model calls:
-        steps x resample. The result holds `known` exactly where keep = 1."""
+        (steps - 1) x resample + 1 (the last step, to t = 0, is not resampled). The result holds `known` exactly where keep = 1."""
         if not 0 < eta <= 1:
             raise ValueError(f"repaint_sample needs noise at every step: eta in (0, 1], got {eta}")
         if resample < 1:
