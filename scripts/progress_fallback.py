@@ -38,20 +38,27 @@ def bar_text(state: dict, model_id: str, width: int = 10) -> str | None:
     return f"{_text(left.get('value', ''))}|{'█' * filled}{' ' * (width - filled)}| {_text(right.get('value', ''))}"
 
 
-def rewrite(path: str | Path) -> int:
-    """Rewrite a notebook's progress-bar fallbacks in place; returns how many changed."""
-    path = Path(path)
-    nb = json.loads(path.read_text())
+def bars(nb: dict):
+    """Each progress bar of a notebook: (cell index, its output's data, its final text)."""
     state = nb.get("metadata", {}).get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
-    changed = 0
-    for cell in nb["cells"]:
+    for i, cell in enumerate(nb["cells"]):
         for out in cell.get("outputs", []):
             data = out.get("data", {})
             if WIDGET_VIEW in data:
                 text = bar_text(state, data[WIDGET_VIEW]["model_id"])
-                if text is not None and data.get("text/plain") != [text]:
-                    data["text/plain"] = [text]
-                    changed += 1
+                if text is not None:
+                    yield i, data, text
+
+
+def rewrite(path: str | Path) -> int:
+    """Rewrite a notebook's progress-bar fallbacks in place; returns how many changed."""
+    path = Path(path)
+    nb = json.loads(path.read_text())
+    changed = 0
+    for _, data, text in bars(nb):
+        if data.get("text/plain") != [text]:
+            data["text/plain"] = [text]
+            changed += 1
     if changed:
         path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
     return changed

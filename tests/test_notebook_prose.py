@@ -48,17 +48,10 @@ def test_progress_bars_show_where_they_ended_without_widgets():
     """A viewer without widgets (GitHub, `make site`) shows a bar's text/plain: it must be the
     final state scripts/progress_fallback.py writes, not the "0%" tqdm wrote at the start."""
     fallback = _progress_fallback()
-    frozen = []
-    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        nb = json.loads(path.read_text())
-        state = nb.get("metadata", {}).get("widgets", {}).get(fallback.WIDGET_STATE, {}).get("state", {})
-        for i, cell in enumerate(nb["cells"]):
-            for out in cell.get("outputs", []):
-                data = out.get("data", {})
-                if fallback.WIDGET_VIEW in data:
-                    final = fallback.bar_text(state, data[fallback.WIDGET_VIEW]["model_id"])
-                    if final is not None and "".join(data.get("text/plain", "")) != final:
-                        frozen.append(f"{path.name} cell {i}: {''.join(data.get('text/plain', ''))[:60]!r}")
+    frozen = [f"{path.name} cell {i}: {''.join(data.get('text/plain', ''))[:60]!r}"
+              for path in sorted((ROOT / "notebooks").glob("*.ipynb"))
+              for i, data, final in fallback.bars(json.loads(path.read_text()))
+              if "".join(data.get("text/plain", "")) != final]
     assert not frozen, ("progress bars whose plain text is not their final state (run "
                         "`python scripts/progress_fallback.py NOTEBOOK`):\n" + "\n".join(frozen))
 
