@@ -26,40 +26,68 @@ def grid(images, nrow: int | None = None, pad: int = 2, scale: int = 1, pad_valu
     return Image.fromarray((canvas.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
 
 
+# Jupyter draws a figure at 100 dpi and shrinks one wider than its output area (about 9 inches
+# in JupyterLab and the classic notebook at their default widths) to fit, its text with it. The
+# course's figures are laid out within that width, so that text set at 8 pt reads at 8 pt.
+NOTEBOOK_WIDTH = 9.0    # inches
+MIN_FONTSIZE = 8        # points, the smallest text of any figure
+
+
 def show_images(images, titles: list[str] | None = None, ncols: int = 8, size: float = 1.6,
-                fontsize: int = 7, suptitle: str | None = None):
-    """Matplotlib figure of images with optional titles under each. Returns the figure."""
+                fontsize: int = MIN_FONTSIZE, suptitle: str | None = None):
+    """Matplotlib figure of images [N, 3, H, W] in rows of ncols, with optional titles under
+    each. Each image is `size` inches square, less where ncols of them would be wider than the
+    notebook (NOTEBOOK_WIDTH); titles are at least MIN_FONTSIZE points, wrapped to the image's
+    width (at most three lines). Returns the figure."""
     import matplotlib.pyplot as plt
 
     x = as_image_batch(images)
     n = len(x)
     ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * (size + (0.35 if titles else 0))),
+    size = min(size, NOTEBOOK_WIDTH / ncols)
+    fontsize = max(fontsize, MIN_FONTSIZE)
+    wrapped = [_wrap(t, title_width(size, fontsize)) for t in titles] if titles else None
+    lines = max((t.count("\n") + 1 for t in wrapped), default=0) if wrapped else 0
+    title_height = (lines * fontsize * 1.3 + 8) / 72 if lines else 0.0   # inches: the lines and their pad
+    top = 0.4 if suptitle else 0.0
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * (size + title_height) + top),
                              squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for i in range(n):
         ax = axes.flat[i]
         ax.imshow(x[i].permute(1, 2, 0).numpy(), interpolation="nearest")
-        if titles:
-            ax.set_title(_wrap(titles[i], 22), fontsize=fontsize)
+        if wrapped:
+            ax.set_title(wrapped[i], fontsize=fontsize)
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
 
 
-def _wrap(text: str, width: int) -> str:
-    words, lines, line = text.split(), [], ""
-    for w in words:
-        if len(line) + len(w) + 1 > width and line:
-            lines.append(line)
-            line = w
-        else:
-            line = f"{line} {w}".strip()
-    lines.append(line)
-    return "\n".join(lines[:4])
+def title_width(size: float, fontsize: float) -> int:
+    """Characters of a title that fit under an image `size` inches wide at `fontsize` points
+    (Matplotlib's DejaVu Sans: a lower-case glyph is about 0.65 em wide on average)."""
+    return max(6, int(size * 72 / (fontsize * 0.68)))
+
+
+def _wrap(text: str, width: int, max_lines: int = 3) -> str:
+    """text in lines of at most `width` characters (its own line breaks kept), cut with an
+    ellipsis after max_lines."""
+    lines = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for w in paragraph.split():
+            if len(line) + len(w) + 1 > width and line:
+                lines.append(line)
+                line = w
+            else:
+                line = f"{line} {w}".strip()
+        lines.append(line)
+    if len(lines) > max_lines:
+        lines = lines[:max_lines - 1] + [lines[max_lines - 1][:max(1, width - 1)] + "…"]
+    return "\n".join(lines)
 
 
 def similarity_heatmap(matrix, row_labels, col_labels, title: str = "", ax=None):
@@ -68,10 +96,10 @@ def similarity_heatmap(matrix, row_labels, col_labels, title: str = "", ax=None)
 
     m = matrix.detach().cpu().numpy() if isinstance(matrix, torch.Tensor) else np.asarray(matrix)
     if ax is None:
-        _, ax = plt.subplots(figsize=(0.45 * len(col_labels) + 3, 0.35 * len(row_labels) + 1.5))
+        _, ax = plt.subplots(figsize=(min(NOTEBOOK_WIDTH, 0.45 * len(col_labels) + 3), 0.35 * len(row_labels) + 1.5))
     im = ax.imshow(m, cmap="viridis")
-    ax.set_xticks(range(len(col_labels)), col_labels, rotation=60, ha="right", fontsize=7)
-    ax.set_yticks(range(len(row_labels)), row_labels, fontsize=7)
+    ax.set_xticks(range(len(col_labels)), col_labels, rotation=60, ha="right", fontsize=MIN_FONTSIZE)
+    ax.set_yticks(range(len(row_labels)), row_labels, fontsize=MIN_FONTSIZE)
     ax.set_title(title)
     ax.figure.colorbar(im, ax=ax, fraction=0.03)
     ax.figure.tight_layout()
