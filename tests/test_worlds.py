@@ -169,3 +169,13 @@ def test_load_unclip_names_every_missing_file_before_loading_any(tmp_path, monke
     assert pipe.priors == {} and pipe.inpainter is not None
     with pytest.raises(FileNotFoundError, match=r"'clip/emoji'.*'decoder/emoji'.*--world emoji"):
         load_unclip("emoji")
+
+
+@pytest.mark.parametrize("world,hint", [("shapes", r"load_unclip\('shapes'\) loads both"),
+                                        ("emoji", r"priors are not shipped.*train prior --world emoji")])
+def test_a_stack_without_priors_says_how_to_get_one(world, hint):
+    from unclip_lib.pipeline import load_unclip
+
+    pipe = load_unclip(world, priors=())
+    with pytest.raises(ValueError, match="no prior.*" + hint):
+        pipe.generate(["a red circle" if world == "shapes" else "red apple"])

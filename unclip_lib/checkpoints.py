@@ -49,6 +49,7 @@ SHIPPED = {
     "evaluator/emoji": ("evaluator", "evaluator_emoji"),
     "decoder/shapes": ("decoder", "decoder_shapes"),
     "decoder/shapes_inpaint": ("decoder", "decoder_shapes_inpaint"),   # edits, GLIDE's way
+    "decoder/emoji": ("decoder", "decoder_emoji"),
     "upsampler/up64": ("upsampler", "upsampler_up64"),
     "upsampler/up128": ("upsampler", "upsampler_up128"),
     "prior/diffusion": ("prior", "prior_diffusion"),

@@ -106,7 +106,7 @@ def _emoji(out: Path, seed: int) -> list[tuple[str, str, str]]:
     probs = clip.zero_shot(batch.images, names)
     titles = [f"CLIP: {names[j][:20]} ({p:.0%})\ntrue: {a['name'][:20]}"
               for p, j, a in zip(*probs.max(-1), batch.attributes)]
-    fig = show_images(batch.images, titles, ncols=8, size=1.9, fontsize=7)
+    fig = show_images(batch.images, titles, ncols=8, size=1.9, fontsize=8)
     fig.savefig(out / "emoji_zero_shot.png", dpi=110)
     sections.append(("Emoji CLIP zero-shot, held-out styles", "emoji_zero_shot.png",
                      "Emoji drawn in a style the emoji CLIP never saw them in; its best of all "
@@ -119,12 +119,60 @@ def _emoji(out: Path, seed: int) -> list[tuple[str, str, str]]:
     scores = typographic_attack_scores(clip, attack)
     p = label_probs(clip, attack.attacked, attack.labels)
     titles = [f"{labels[0]} {q[0]:.0%}\n{labels[1]} {q[1]:.0%}" for labels, q in zip(attack.labels, p.tolist())]
-    fig = show_images(attack.attacked, titles, ncols=len(words), size=1.9, fontsize=7)
+    fig = show_images(attack.attacked, titles, ncols=len(words), size=1.9, fontsize=8)
     fig.savefig(out / "emoji_attack.png", dpi=110)
     sections.append(("The typographic attack on emoji (paper Figure 6)", "emoji_attack.png",
                      "Apples with another emoji's word written on them; the emoji CLIP's probability of the apple "
                      f"and of the word's emoji among 6 labels. Fooled on {scores['success']:.0%} of these "
                      f"{scores['images']} images (BENCHMARKS.md, 'The emoji world', measures it at scale)."))
+    return sections
+
+
+def _emoji_stack(out: Path, seed: int) -> list[tuple[str, str, str]]:
+    """The emoji stack at work (no prior needed): variations of emoji, text diffs on them, and
+    what the decoder draws from the attacked apples' z_i."""
+    from .emoji import EmojiWorld
+    from .emoji_experiments import apples, typographic_attack_images
+    from .images import resize
+    from .pipeline import load_unclip
+
+    pipe, world = load_unclip("emoji", priors=()), EmojiWorld(seed=seed)
+    sections = []
+    t = time.time()
+    sources = world.sample(3, split="train", seed=seed, skin_tone_prob=0.0)
+    var = pipe.variations(sources.images, n=4, eta=1.0, seed=seed)                     # [3 * 4, 3, R, R]
+    tiles = torch.cat([torch.cat([resize(sources.images[i:i + 1], var.shape[-1]), var[4 * i:4 * i + 4]])
+                       for i in range(3)])
+    titles = [t for a in sources.attributes for t in [f"{a['name'][:18]} ({a['style']})"] + ["variation"] * 4]
+    fig = show_images(tiles, titles, ncols=5, size=1.6, fontsize=8)
+    fig.savefig(out / "emoji_variations.png", dpi=110)
+    sections.append(("Variations of emoji (paper Figure 3)", "emoji_variations.png",
+                     "Each emoji's bipartite latent (emoji CLIP z_i, DDIM-inverted x_T) decoded 4 times with eta = 1 "
+                     f"({time.time() - t:.0f} s)."))
+
+    t = time.time()
+    edits = [("red apple", "noto", None, "red apple", "green apple"),
+             ("thumbs up", "twemoji", "light", "thumbs up: light skin tone", "thumbs up: dark skin tone")]
+    src = world.render([world.attributes(world.concept(c), s, tone) for c, s, tone, _, _ in edits], 64)
+    thetas = [0.0, 0.2, 0.35, 0.5]
+    rows = pipe.text_diff(src, [e[3] for e in edits], [e[4] for e in edits], thetas=thetas, seed=seed)
+    titles = [f"{e[3]} -> {e[4]}" if j == 0 else f"theta {th}" for e in edits for j, th in enumerate(thetas)]
+    fig = show_images(rows, titles, ncols=len(thetas), size=1.8, fontsize=8)
+    fig.savefig(out / "emoji_text_diffs.png", dpi=110)
+    sections.append(("Text diffs on emoji (paper Figure 5)", "emoji_text_diffs.png",
+                     "z_i slerped towards norm(z_t - z_t0) of two captions, decoded with the inverted x_T fixed; "
+                     f"theta 0 is the input ({time.time() - t:.0f} s)."))
+
+    t = time.time()
+    attack = typographic_attack_images(world, apples(world)[::2], ["phone"], seed=seed)
+    drawn = pipe.decode(pipe.clip.encode_image(attack.attacked), seed=seed)
+    fig = show_images(torch.cat([resize(attack.attacked, drawn.shape[-1]), drawn]),
+                      [f"{a['name']} + 'phone'" for a in attack.sources] + ["decoded"] * len(drawn),
+                      ncols=len(drawn), size=1.8, fontsize=8)
+    fig.savefig(out / "emoji_attack_decoded.png", dpi=110)
+    sections.append(("What the decoder draws from a labelled apple", "emoji_attack_decoded.png",
+                     "Apples with 'phone' written on them (top) and the emoji decoder's drawing of their z_i "
+                     f"(bottom; notebook 13 measures it, {time.time() - t:.0f} s)."))
     return sections
 
 
@@ -160,6 +208,7 @@ def make_demo(out: str | Path = "outputs", seed: int = 0) -> Path:
     sections += _text_to_image(out, seed)
     sections += _manipulations(out, seed)
     sections += _emoji(out, seed)
+    sections += _emoji_stack(out, seed)
 
     check = world.sample(500, objects=1, resolution=64)
     zs = zero_shot_accuracy(clip, check.images, check.attributes)

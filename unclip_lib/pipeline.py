@@ -227,9 +227,25 @@ class UnCLIP:
     def prior(self, name: str):
         if not isinstance(name, str) or name not in self.priors:
             known = sorted(self.priors)
-            raise ValueError(f"unknown prior {name!r}; this stack has {known}" if known else
-                             f"this stack has no prior {name!r}: build it with load_unclip('shapes')")
+            if known:
+                raise ValueError(f"unknown prior {name!r}; this stack has {known}")
+            raise ValueError(f"this stack has no prior, so it cannot turn a caption into z_i: {self._prior_hint()}; "
+                             "without one, start from images (pipe.decode of their z_i, variations, text_diff)")
         return self.priors[name]
+
+    def _prior_hint(self) -> str:
+        """How to get priors for this stack's world: load them, or train them if not shipped."""
+        from .checkpoints import shipped_names
+        from .worlds import WORLD_NAMES, world_class
+
+        names = [w for w in WORLD_NAMES if self.world is not None and isinstance(self.world, world_class(w))]
+        if not names:
+            return "give UnCLIP(..., priors={'diffusion': load_prior(...)})"
+        world = names[0]
+        if all(p in shipped_names("prior") for p in world_class(world).weights.priors.values()):
+            return f"load_unclip({world!r}) loads both of its priors"
+        return (f"the {world} world's priors are not shipped; train one with `unclip-lab train prior --world {world} "
+                "--kind diffusion --export ...`")
 
     def _source(self, images, latent, need_x_T: bool = True, name: str = "images", latent_name: str = "latent"):
         """What a manipulation starts from, checked: a Bipartite latent, or an image batch."""
