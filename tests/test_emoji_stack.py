@@ -1,0 +1,87 @@
+"""The emoji stack (its CLIP, decoder and upsamplers) on fresh emoji, measured with the emoji
+evaluator: reconstruction from z_i, the inversion's round trip, variations, skin-tone text diffs and the
+decoding of the attacked apples.
+
+Thresholds sit below the figures measured on other seeds (the comment above them) by the
+sampling error of the small samples drawn here, so that they hold for any seed; each is a number
+a worse decoder would miss."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from unclip_lib import emoji_experiments as ex
+from unclip_lib.emoji import EmojiWorld
+from unclip_lib.emoji_pairs import minimal_pairs
+from unclip_lib.evaluate import psnr
+from unclip_lib.images import resize
+
+SEED = 616_161
+
+
+@pytest.fixture(scope="module")
+def stack():
+    from unclip_lib import load_evaluator, load_unclip
+
+    return load_unclip("emoji", priors=()), load_evaluator("emoji"), EmojiWorld(seed=SEED)
+
+
+@pytest.fixture
+def quick(stack):
+    """The stack with 20 plain DDIM inversion steps instead of 50 refined ones (ten times
+    cheaper; the manipulations' shares barely move, the round trip is tested on its own)."""
+    from dataclasses import replace
+
+    pipe = stack[0]
+    defaults = pipe.defaults
+    pipe.defaults = replace(defaults, inversion_steps=20, inversion_refine=0)
+    yield stack
+    pipe.defaults = defaults
+
+
+def test_the_decoder_draws_the_concept_and_style_of_z_i(stack):
+    pipe, evaluator, world = stack
+    batch = world.sample(64, split="train", seed=SEED)
+    decoded = pipe.decode(pipe.clip.encode_image(batch.images), seed=SEED, upsample=False)
+    kept = ex.kept_attributes(evaluator.predict(decoded), batch.attributes)
+    # chance: 5 / 1,633 concepts for top-5, 1 / 4 for the style
+    assert kept["concept_top5"].mean() >= TOP5_MIN and kept["style"].mean() >= STYLE_MIN, \
+        {k: float(v.mean()) for k, v in kept.items()}
+
+
+def test_inversion_round_trip_of_emoji(stack):
+    pipe, _, world = stack
+    images = world.sample(8, split="all", seed=SEED + 1).images
+    latent = pipe.encode(images)
+    back = pipe.decode(latent.z_i, x_T=latent.x_T, upsample=False)
+    assert psnr(back, resize(images, pipe.base_resolution)) >= 40.0
+
+
+def test_variations_keep_the_style(quick):
+    pipe, evaluator, world = quick
+    scores = ex.variation_scores(pipe, evaluator, world.sample(16, split="train", seed=SEED + 2), n=2,
+                                 etas=(0.0, 1.0), seed=SEED)
+    assert scores[0.0]["diversity"] < 1e-6 < scores[1.0]["diversity"], scores
+    assert scores[1.0]["style"] >= VARIATION_STYLE_MIN, scores
+
+
+def test_skin_tone_text_diffs_reach_their_target(quick):
+    pipe, evaluator, world = quick
+    d = ex.text_diff_scores(pipe, evaluator, world, minimal_pairs(world, "skin_tone", n=24, seed=SEED + 3),
+                            thetas=(0.0, 0.2, 0.35, 0.5), seed=SEED)
+    assert d["psnr_theta0"] >= PSNR_THETA0_MIN, d      # the quick inversion's round trip
+    assert d["edited"] >= SKIN_TONE_EDITED_MIN, d
+
+
+def test_the_decoder_draws_apples_from_attacked_apples(stack):
+    pipe, evaluator, world = stack
+    attack = ex.typographic_attack_images(world, ex.apples(world), ["phone", "rocket"], seed=SEED)
+    dec = ex.attack_decodings(pipe, evaluator, world, attack, samples=2, seed=SEED)
+    assert dec["own_top5_clean"] >= 0.2 and dec["own_top5"] > dec["word_concept"], dec
+
+
+# Measured (notebook 13, 40 sources; the decoder's run validation, 100): reconstruction top-5 25-28%,
+# style 65-78%; variations at eta 1 keep the style 51%; skin-tone edits 70%; the labelled apples
+# decoded as apples 16% against the word's emoji 0% (clean 43%). The decoder is still learning:
+# raise these as it improves.
+TOP5_MIN, STYLE_MIN, VARIATION_STYLE_MIN, SKIN_TONE_EDITED_MIN, PSNR_THETA0_MIN = 0.10, 0.45, 0.30, 0.35, 22.0
