@@ -143,7 +143,8 @@ def _emoji_stack(out: Path, seed: int) -> list[tuple[str, str, str]]:
     var = pipe.variations(sources.images, n=4, eta=1.0, seed=seed)                     # [3 * 4, 3, R, R]
     tiles = torch.cat([torch.cat([resize(sources.images[i:i + 1], var.shape[-1]), var[4 * i:4 * i + 4]])
                        for i in range(3)])
-    titles = [label for a in sources.attributes for label in [f"{a['name'][:18]} ({a['style'][:18]})"] + ["variation"] * 4]
+    titles = [label for a in sources.attributes
+              for label in [f"{a['name'][:18]} ({a['style']})"] + ["variation"] * 4]
     fig = show_images(tiles, titles, ncols=5, size=1.6, fontsize=8)
     fig.savefig(out / "emoji_variations.png", dpi=110)
     sections.append(("Variations of emoji (paper Figure 3)", "emoji_variations.png",
