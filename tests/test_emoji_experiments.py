@@ -8,7 +8,7 @@ import torch
 from unclip_lib.emoji import EmojiWorld, draw_word
 from unclip_lib.emoji_experiments import (apples, attack_words, concept_captions, fit_pca, ink_colour,
                                           interpolation_pairs, typographic_attack_images, typographic_attack_scores,
-                                          word_concept)
+                                          uniform_entropy, word_concept)
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +91,11 @@ def test_pca_of_the_emoji_embeddings(world):
     assert torch.allclose(full, z, atol=1e-4)                                   # every component: z itself
     err = [float((pca.reconstruct(z, k) - z).norm(dim=-1).mean()) for k in (1, 8, 64)]
     assert err[0] > err[1] > err[2]
+
+
+def test_the_entropy_of_a_perfectly_even_generator():
+    # two styles, two samples: half the time both differ (1 bit), half the time they agree (0 bits)
+    assert uniform_entropy(2, 2, trials=200_000) == pytest.approx(0.5, abs=0.01)
+    assert uniform_entropy(1, 8) == 0.0
+    # four styles: 8 draws rarely split evenly, so the ceiling a style entropy can be read against is below 2
+    assert 1.6 < uniform_entropy(4, 8) < 1.75 < uniform_entropy(4, 64) < 2.0

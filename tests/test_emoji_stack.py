@@ -1,6 +1,7 @@
-"""The emoji stack (its CLIP, decoder and upsamplers) on fresh emoji, measured with the emoji
-evaluator: reconstruction from z_i, the inversion's round trip, variations, skin-tone text diffs and the
-decoding of the attacked apples.
+"""The emoji stack (its CLIP, priors, decoder and upsamplers) on fresh emoji, measured with the
+emoji evaluator: reconstruction from z_i, the inversion's round trip, variations, skin-tone text diffs,
+the decoding of the attacked apples, and text to image (the prior against the caption alone, a named
+style drawn, an unnamed one varied).
 
 Thresholds sit below the figures measured on other seeds (the comment above them) by the
 sampling error of the small samples drawn here, so that they hold for any seed; each is a number
@@ -23,7 +24,7 @@ SEED = 616_161
 def stack():
     from unclip_lib import load_evaluator, load_unclip
 
-    return load_unclip("emoji", priors=()), load_evaluator("emoji"), EmojiWorld(seed=SEED)
+    return load_unclip("emoji"), load_evaluator("emoji"), EmojiWorld(seed=SEED)
 
 
 @pytest.fixture
@@ -80,8 +81,31 @@ def test_the_decoder_draws_apples_from_attacked_apples(stack):
     assert dec["own_top5_clean"] >= 0.2 and dec["own_top5"] > dec["word_concept"], dec
 
 
+def test_text_to_image_needs_the_prior(stack):
+    pipe, evaluator, world = stack
+    captions, truth = ex.concept_captions(world, 40, seed=SEED + 4)
+    scores = {s: ex.text_to_image_scores(pipe, evaluator, world, captions, truth, prior=s, seed=SEED)
+              for s in ("diffusion", "caption")}
+    assert scores["diffusion"]["concept_top5"] >= T2I_TOP5_MIN, scores
+    assert scores["diffusion"]["concept_top5"] > scores["caption"]["concept_top5"], scores
+
+
+def test_a_named_style_is_drawn_and_an_unnamed_one_varies(stack):
+    pipe, evaluator, world = stack
+    captions, truth = ex.concept_captions(world, 24, seed=SEED + 5, style_named=True)
+    named = ex.text_to_image_scores(pipe, evaluator, world, captions, truth, seed=SEED, style_named=True)
+    assert named["style"] >= NAMED_STYLE_MIN, named
+    captions, truth = ex.concept_captions(world, 10, seed=SEED + 6, all_styles=True)
+    unnamed = ex.style_entropy(pipe, evaluator, captions, truth, samples=8, seed=SEED)
+    assert unnamed["style_entropy_bits"] >= STYLE_ENTROPY_MIN, unnamed     # 0: one style always
+
+
 # Measured (notebook 13, 40 sources; the decoder's run validation, 100): reconstruction top-5 25-28%,
 # style 65-78%; variations at eta 1 keep the style 51%; skin-tone edits 70%; the labelled apples
 # decoded as apples 16% against the word's emoji 0% (clean 43%). The decoder is still learning:
 # raise these as it improves.
 TOP5_MIN, STYLE_MIN, VARIATION_STYLE_MIN, SKIN_TONE_EDITED_MIN, PSNR_THETA0_MIN = 0.10, 0.45, 0.30, 0.35, 22.0
+# Text to image (48 captions, seed 5): concept top-5 29% from the diffusion prior's z_i, 8% from the
+# caption alone; a named style drawn 71%; an unnamed one spread over 1.17 bits (6 captions x 8 samples;
+# notebook 14, 20 captions: 1.33; one concept's samples can all come in one style, so 5 captions gave 0.55).
+T2I_TOP5_MIN, NAMED_STYLE_MIN, STYLE_ENTROPY_MIN = 0.12, 0.45, 0.45

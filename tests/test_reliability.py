@@ -527,7 +527,8 @@ BAD = [
     Bad("load_prior of a .bin path", lambda c, e, p: load_prior("prior.bin"), CheckpointError, "load_prior",
         "save_file"),
     Bad("load_prior(None)", lambda c, e, p: load_prior(None), TypeError, "load_prior",
-        r"\['autoregressive', 'diffusion'\]\) or the path of a \.safetensors"),
+        r"\['autoregressive', 'diffusion', 'emoji_autoregressive', 'emoji_diffusion'\]\) "
+        r"or the path of a \.safetensors"),
     Bad("load_decoder(None)", lambda c, e, p: load_decoder(None), TypeError, "load_decoder",
         r"\['emoji', 'shapes', 'shapes_inpaint'\]\) or the path of a \.safetensors"),
     Bad("load_upsampler of a number", lambda c, e, p: load_upsampler(64), TypeError, "load_upsampler",

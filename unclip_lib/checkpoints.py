@@ -54,6 +54,8 @@ SHIPPED = {
     "upsampler/up128": ("upsampler", "upsampler_up128"),
     "prior/diffusion": ("prior", "prior_diffusion"),
     "prior/autoregressive": ("prior", "prior_autoregressive"),
+    "prior/emoji_diffusion": ("prior", "prior_emoji_diffusion"),
+    "prior/emoji_autoregressive": ("prior", "prior_emoji_autoregressive"),
 }
 
 

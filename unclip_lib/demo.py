@@ -129,15 +129,25 @@ def _emoji(out: Path, seed: int) -> list[tuple[str, str, str]]:
 
 
 def _emoji_stack(out: Path, seed: int) -> list[tuple[str, str, str]]:
-    """The emoji stack at work (no prior needed): variations of emoji, text diffs on them, and
-    what the decoder draws from the attacked apples' z_i."""
+    """The emoji stack at work: text to image (the emoji priors), variations of emoji, text
+    diffs on them, and what the decoder draws from the attacked apples' z_i."""
     from .emoji import EmojiWorld
     from .emoji_experiments import apples, typographic_attack_images
     from .images import resize
     from .pipeline import load_unclip
 
-    pipe, world = load_unclip("emoji", priors=()), EmojiWorld(seed=seed)
+    pipe, world = load_unclip("emoji"), EmojiWorld(seed=seed)
     sections = []
+    t = time.time()
+    captions = ["red apple", "cat face", "rocket", "red heart in the fluent style"]
+    samples = pipe.generate([c for c in captions for _ in range(4)], seed=seed)       # [4 * 4, 3, R, R]
+    fig = show_images(samples, [c if i % 4 == 0 else "" for i, c in enumerate(c for c in captions for _ in range(4))],
+                      ncols=8, size=1.1, fontsize=8)
+    fig.savefig(out / "emoji_text_to_image.png", dpi=110)
+    sections.append(("Text to image on emoji", "emoji_text_to_image.png",
+                     "Four samples per caption: z_i from the emoji diffusion prior, then the emoji decoder and the "
+                     f"upsamplers ({time.time() - t:.0f} s; notebook 14 measures it)."))
+
     t = time.time()
     sources = world.sample(3, split="train", seed=seed, skin_tone_prob=0.0)
     var = pipe.variations(sources.images, n=4, eta=1.0, seed=seed)                     # [3 * 4, 3, R, R]
