@@ -24,6 +24,18 @@ DEMO_PROMPTS = ["a red circle", "a small blue star on the left", "a large green 
                 "a large black circle at the top", "a pink star"]
 
 
+def _caption_grid(pipe, prompts: list[str], samples: int, seed: int, path: Path, size: float,
+                  prior: str = "diffusion") -> torch.Tensor:
+    """`samples` images per prompt through the whole stack, saved as a grid of two prompts a
+    row (titled by each prompt's first image) to path. Returns them [len(prompts) * samples, 3, R, R]."""
+    captions = [c for c in prompts for _ in range(samples)]
+    images = pipe.generate(captions, prior=prior, seed=seed, progress=True)
+    fig = show_images(images, [c if i % samples == 0 else "" for i, c in enumerate(captions)],
+                      ncols=samples * 2, size=size, fontsize=8)
+    fig.savefig(path, dpi=110)
+    return images
+
+
 def _text_to_image(out: Path, seed: int, samples: int = 4) -> list[tuple[str, str, str]]:
     """Text-to-image grids, one row per prompt, for both priors."""
     from .pipeline import load_unclip
@@ -31,13 +43,9 @@ def _text_to_image(out: Path, seed: int, samples: int = 4) -> list[tuple[str, st
     pipe = load_unclip("shapes")
     sections = []
     for prior in ("diffusion", "autoregressive"):
-        captions = [c for c in DEMO_PROMPTS for _ in range(samples)]
         t = time.time()
-        images = pipe.generate(captions, prior=prior, seed=seed, progress=True)
-        fig = show_images(images, [c if i % samples == 0 else "" for i, c in enumerate(captions)],
-                          ncols=samples * 2, size=1.6)
         name = f"text_to_image_{prior}.png"
-        fig.savefig(out / name, dpi=110)
+        images = _caption_grid(pipe, DEMO_PROMPTS, samples, seed, out / name, size=1.6, prior=prior)
         sections.append((f"Text to image, {prior} prior", name,
                          f"{len(DEMO_PROMPTS)} prompts x {samples} samples at {images.shape[-1]} px: "
                          f"prior -> decoder -> two upsamplers ({time.time() - t:.0f} s on this machine)."))
@@ -139,11 +147,8 @@ def _emoji_stack(out: Path, seed: int) -> list[tuple[str, str, str]]:
     pipe, world = load_unclip("emoji"), EmojiWorld(seed=seed)
     sections = []
     t = time.time()
-    captions = ["red apple", "cat face", "rocket", "red heart in the fluent style"]
-    samples = pipe.generate([c for c in captions for _ in range(4)], seed=seed)       # [4 * 4, 3, R, R]
-    fig = show_images(samples, [c if i % 4 == 0 else "" for i, c in enumerate(c for c in captions for _ in range(4))],
-                      ncols=8, size=1.1, fontsize=8)
-    fig.savefig(out / "emoji_text_to_image.png", dpi=110)
+    _caption_grid(pipe, ["red apple", "cat face", "rocket", "red heart in the fluent style"], 4, seed,
+                  out / "emoji_text_to_image.png", size=1.1)
     sections.append(("Text to image on emoji", "emoji_text_to_image.png",
                      "Four samples per caption: z_i from the emoji diffusion prior, then the emoji decoder and the "
                      f"upsamplers ({time.time() - t:.0f} s; notebook 14 measures it)."))

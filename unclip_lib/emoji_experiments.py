@@ -287,7 +287,8 @@ def uniform_entropy(categories: int, samples: int, trials: int = 20_000, seed: i
     handful of draws rarely splits evenly (4 styles, 8 samples: about 1.7 of the 2 bits)."""
     draws = np.random.default_rng(seed).integers(0, categories, size=(trials, samples))
     q = np.stack([(draws == c).mean(1) for c in range(categories)], 1)          # [trials, categories]
-    return float(-(np.where(q > 0, q * np.log2(np.where(q > 0, q, 1.0)), 0.0)).sum(1).mean()) + 0.0  # no -0.0
+    logq = np.log2(q, out=np.zeros_like(q), where=q > 0)                          # 0 log 0 = 0
+    return abs(float(-(q * logq).sum(1).mean()))                                  # abs: no -0.0
 
 
 def frechet_to_true(evaluator, generated: torch.Tensor, true: torch.Tensor) -> float:
