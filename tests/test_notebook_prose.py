@@ -63,3 +63,43 @@ def test_a_finished_bar_reads_as_finished():
              "c": {"model_name": "HTMLModel", "state": {"value": "\u2007150/300\u2007[00:10&lt;00:10]"}}}
     assert _progress_fallback().bar_text(state, "box") == "clip (shapes): 100%|█████     | 150/300 [00:10<00:10]"
     assert _progress_fallback().bar_text(state, "a") is None
+
+
+def _contains(text: str, number: str) -> bool:
+    """number appears in text as a whole figure ('3.4' is not found in '3.44' or '13.4')."""
+    return re.search(rf"(?<![\d.]){re.escape(number)}(?![\d])", text) is not None
+
+
+def _notebook_outputs(number: str) -> str:
+    """The text a committed notebook shows: its printed, plain and markdown outputs."""
+    (path,) = (ROOT / "notebooks").glob(f"{number}_*.ipynb")
+    parts = []
+    for cell in json.loads(path.read_text())["cells"]:
+        for out in cell.get("outputs", []):
+            parts.append("".join(out.get("text", "")))
+            data = out.get("data", {})
+            parts += ["".join(data.get(kind, "")) for kind in ("text/plain", "text/markdown")]
+    return "\n".join(parts)
+
+
+def test_readme_claims_table_quotes_its_sources():
+    """The README's claims table: each shapes figure is in BENCHMARKS.md; each emoji figure is in
+    the committed outputs of the notebook its cell names ("... notebook 13)"), else in BENCHMARKS.md."""
+    readme, bench = (ROOT / "README.md").read_text(), (ROOT / "BENCHMARKS.md").read_text()
+    table = readme.split("<!-- claims -->")[1].split("<!-- /claims -->")[0]
+    rows = [line.split(" | ") for line in table.strip().splitlines()[2:]]
+    assert len(rows) >= 10 and all(len(r) == 4 for r in rows), "the claims table lost its shape"
+    missing = []
+    for claim, shapes, emoji, _verdict in rows:
+        cited = re.search(r"notebook (\d\d)\)", emoji)
+        emoji_source = (_notebook_outputs(cited.group(1)), f"notebook {cited.group(1)}") if cited else (bench,
+                                                                                                       "BENCHMARKS.md")
+        for cell, (text, name) in ((shapes, (bench, "BENCHMARKS.md")), (emoji, emoji_source)):
+            missing += [f"{claim.strip('| ')}: {n} not in {name}" for n, _ in DECIMAL.findall(cell)
+                        if not _contains(text, n)]
+    assert not missing, "claims-table figures not found in their sources:\n" + "\n".join(missing)
+
+
+def test_whole_figures_only():
+    assert _contains("margin 0.017, 3.4%", "3.4") and not _contains("3.44M parameters", "3.4")
+    assert not _contains("13.4 dB", "3.4")
