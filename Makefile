@@ -27,7 +27,7 @@ unit: install
 notebooks: install
 	$(PY) -m pytest --nbval-lax --sanitize-with tests/nbval_sanitize.cfg notebooks
 
-# execute every notebook in its full mode, in place (the committed outputs; about an hour)
+# execute every notebook in its full mode, in place (the committed outputs; about 2.5 hours on 2 cores)
 notebooks-full: install
 	for nb in notebooks/*.ipynb; do env -u CI $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.timeout=3600 "$$nb" && $(PY) scripts/progress_fallback.py "$$nb" || exit 1; done
