@@ -92,9 +92,9 @@ def test_readme_claims_table_quotes_its_sources():
     missing = []
     for claim, shapes, emoji, _verdict in rows:
         cited = re.search(r"notebook (\d\d)\)", emoji)
-        emoji_source = (_notebook_outputs(cited.group(1)), f"notebook {cited.group(1)}") if cited else (bench,
-                                                                                                       "BENCHMARKS.md")
-        for cell, (text, name) in ((shapes, (bench, "BENCHMARKS.md")), (emoji, emoji_source)):
+        benchmarks = (bench, "BENCHMARKS.md")
+        emoji_source = (_notebook_outputs(cited.group(1)), cited.group(0)[:-1]) if cited else benchmarks
+        for cell, (text, name) in ((shapes, benchmarks), (emoji, emoji_source)):
             missing += [f"{claim.strip('| ')}: {n} not in {name}" for n, _ in DECIMAL.findall(cell)
                         if not _contains(text, n)]
     assert not missing, "claims-table figures not found in their sources:\n" + "\n".join(missing)
