@@ -941,8 +941,9 @@ def main() -> None:
             continue
         t = time.time()
         lines = runners[name]()
+        flag = "" if name == "world" else "--" + name.replace("_", "-")   # the option that measures it
         stamp = (f"_Measured {datetime.date.today()} on {machine()} by `python scripts/bench.py --seed {args.seed} "
-                 f"-n {args.n} " + (f"--{name}" if name != "world" else "") + f"` in {(time.time() - t) / 60:.1f} min._")
+                 f"-n {args.n} {flag}` in {(time.time() - t) / 60:.1f} min._")
         blocks[name] = [stamp, ""] + lines
     if args.upsamplers and not chosen["decoder"]:
         from unclip_lib.pipeline import load_unclip
