@@ -78,7 +78,7 @@ def test_the_decoder_draws_apples_from_attacked_apples(stack):
     pipe, evaluator, world = stack
     attack = ex.typographic_attack_images(world, ex.apples(world), ["phone", "rocket"], seed=SEED)
     dec = ex.attack_decodings(pipe, evaluator, world, attack, samples=2, seed=SEED)
-    assert dec["own_top5_clean"] >= 0.2 and dec["own_top5"] > dec["word_concept"], dec
+    assert dec["own_top5_clean"] >= 0.35 and dec["own_top5"] > dec["word_concept"], dec
 
 
 def test_text_to_image_needs_the_prior(stack):
@@ -100,11 +100,13 @@ def test_a_named_style_is_drawn_and_an_unnamed_one_varies(stack):
     assert unnamed["style_entropy_bits"] >= STYLE_ENTROPY_MIN, unnamed     # 0: one style always
 
 
-# Measured (notebook 13, 40 sources; the decoder's run validation, 100): reconstruction top-5 25-28%,
-# style 65-78%; variations at eta 1 keep the style 51%; skin-tone edits 70%; the labelled apples
-# decoded as apples 16% against the word's emoji 0% (clean 43%). The decoder is still learning:
-# raise these as it improves.
-TOP5_MIN, STYLE_MIN, VARIATION_STYLE_MIN, SKIN_TONE_EDITED_MIN, PSNR_THETA0_MIN = 0.10, 0.45, 0.30, 0.35, 22.0
+# Measured with the decoder shipped 2026-12-05 (notebook 13, 40 sources; scripts/compare_decoders.py,
+# 200 fresh emoji, seed 4242; the run's validation, 100): reconstruction top-5 42%, 36%, 43%, style
+# 75%, 72%, 73% (the decoder before it: 26% and 62% on the same 200; 64 emoji cannot tell the two
+# apart, three standard errors being 18 points); variations at eta 1 keep the style 57%; skin-tone
+# edits 65%; the labelled apples decoded as apples 35% against the word's emoji 0% (clean 66%).
+# Raise these as the decoder improves.
+TOP5_MIN, STYLE_MIN, VARIATION_STYLE_MIN, SKIN_TONE_EDITED_MIN, PSNR_THETA0_MIN = 0.18, 0.55, 0.30, 0.35, 22.0
 # Text to image (48 captions, seed 5): concept top-5 29% from the diffusion prior's z_i, 8% from the
 # caption alone; a named style drawn 71%; an unnamed one spread over 1.17 bits (6 captions x 8 samples;
 # notebook 14, 20 captions: 1.33; one concept's samples can all come in one style, so 5 captions gave 0.55).
