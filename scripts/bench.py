@@ -700,7 +700,7 @@ def emoji_stack_section(seed: int, n: int) -> list[str]:
     from unclip_lib import emoji_experiments as ex
     from unclip_lib.emoji import EmojiWorld
     from unclip_lib.emoji_pairs import KINDS, minimal_pairs
-    from unclip_lib.evaluate import psnr
+    from unclip_lib.evaluate import imprint_periods, psnr, texture_ratio
     from unclip_lib.pipeline import load_unclip
     from unclip_lib.worlds import world_weights
 
@@ -736,7 +736,11 @@ def emoji_stack_section(seed: int, n: int) -> list[str]:
     out += ["", f"Fréchet distance (evaluator features, {n} + {n} images at {r} px): reconstructions against other "
             f"true emoji {ex.frechet_to_true(ev, rec, other.images):.0f}; true against true "
             f"{ex.frechet_to_true(ev, resize(true.images, r), other.images):.0f}. Inversion round trip (DDIM "
-            f"inversion, then eta = 0 decoding) on {m} emoji: PSNR {psnr(back, resize(true.images[:m], r)):.1f} dB.",
+            f"inversion, then eta = 0 decoding) on {m} emoji: PSNR {psnr(back, resize(true.images[:m], r)):.1f} dB. "
+            "Grid texture (the share of spectral power on the 2 px block lattice, as a multiple of the true "
+            "renders' share; 1.00x: as much as real emoji have): "
+            + ", ".join(f"period {p}: {v:.2f}x" for p, v in
+                        texture_ratio(rec, resize(true.images, r), imprint_periods(r, (r,))).items()) + ".",
             "", "Upsamplers on true emoji (each stage from its input size):", ""]
     out += upsampler_rows(pipe, seed, min(n, 64), world="emoji")
 
