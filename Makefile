@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
+# the slowest tests are listed at the end of each run: the whole suite should stay under 25 minutes
 test: install
-	$(PY) -m pytest tests
-	$(PY) -m pytest --nbval-lax --sanitize-with tests/nbval_sanitize.cfg notebooks
+	$(PY) -m pytest --durations=10 tests
+	$(PY) -m pytest --durations=10 --nbval-lax --sanitize-with tests/nbval_sanitize.cfg notebooks
 
 unit: install
 	$(PY) -m pytest tests

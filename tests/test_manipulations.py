@@ -41,7 +41,7 @@ def test_variations_at_eta_zero_reconstruct_and_vary_with_eta(pipe, evaluator, s
     assert recon.shape == (24, 3, 32, 32)
     assert torch.equal(recon[0::2], recon[1::2])
     assert psnr(recon[0::2], resize(scenes.images, 32)) >= 40
-    scores = variation_scores(pipe, evaluator, n=3, etas=(0.0, 1.0), seed=7, batch=scenes)
+    scores = variation_scores(pipe, evaluator, n=3, etas=(0.0, 1.0), seed=7, batch=scenes, latent=latent)
     assert scores[0.0]["diversity"] == 0.0
     assert scores[1.0]["diversity"] > 0.02, scores
     assert scores[1.0]["shape+color"] >= 0.85, scores
