@@ -798,8 +798,8 @@ def emoji_stack_section(seed: int, n: int) -> list[str]:
     out += ["", f"Style diversity: {len(c)} captions naming no style (concepts drawn in all four), 8 samples each; "
             "entropy of the evaluator's style (max 2 bits):", "",
             "| conditioning | decoder guidance | style entropy | concept top-5 | pixel diversity |", "|---|---|---|---|---|"]
-    for sig in signals[:-1]:
-        for g in ((1.0, 3.0, 5.0) if sig == priors[0] else (None,)):
+    for sig in signals:     # guidance's effect on diversity: unCLIP against the caption-only decoder
+        for g in ((1.0, 3.0, 5.0) if sig in (priors[0], "caption") else (None,)):
             e = ex.style_entropy(pipe, ev, c, t, samples=8, prior=sig, seed=seed, decoder_guidance=g)
             out.append(f"| {sig} | {g or pipe.defaults.decoder_guidance} | {e['style_entropy_bits']:.2f} bits | "
                        f"{e['concept_top5']:.1%} | {e['diversity']:.3f} |")
