@@ -148,11 +148,16 @@ def test_the_embedding_cache_resumes_and_matches_an_uninterrupted_build(clip, tm
         build_embedding_cache(examples[1:], clip, tmp_path / "other", shard_size=8, images=32, progress=False)
 
 
+@pytest.mark.filterwarnings("ignore:skipping")     # the folder's two bad files, each warned of (checked once)
 def test_a_resumed_folder_cache_does_not_decode_finished_examples_again(clip, folder, tmp_path, monkeypatch):
     import unclip_lib.data as data_module
 
-    whole = build_embedding_cache(CaptionedImages(folder, resolution=64), clip, tmp_path / "whole", shard_size=4,
-                                  progress=False)
+    with pytest.warns(UserWarning) as caught:
+        whole = build_embedding_cache(CaptionedImages(folder, resolution=64), clip, tmp_path / "whole", shard_size=4,
+                                      progress=False)
+    said = " | ".join(str(w.message) for w in caught)
+    assert "skipping broken.png (UnidentifiedImageError)" in said
+    assert "skipping empty.png: missing or empty caption" in said
     with pytest.raises(KeyboardInterrupt):
         build_embedding_cache(_Dies(list(CaptionedImages(folder, resolution=64)), 9), clip, tmp_path / "part",
                               shard_size=4, progress=False)
