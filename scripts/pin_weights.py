@@ -1,7 +1,9 @@
-"""Pin the shipped weights: rewrite data/SHA256SUMS with the sha256 of every shipped file.
+"""Pin the shipped weights: rewrite data/SHA256SUMS with the sha256 of every shipped file, and
+the readable `.json` beside each file from the file's own metadata.
 
 Every load of a shipped file checks it against its pin, so after replacing a file in data/
-(a retrained decoder, say) run this once and commit data/SHA256SUMS with the new file:
+(a retrained decoder, say) run this once and commit data/SHA256SUMS and the `.json` with the
+new file:
 
     python scripts/pin_weights.py            # rewrite the pins, print them
     python scripts/pin_weights.py --check    # only compare; exit 1 naming any file that differs
@@ -11,12 +13,14 @@ Every load of a shipped file checks it against its pin, so after replacing a fil
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from unclip_lib.checkpoints import PINS_FILE, SHIPPED, data_dir, file_sha256, read_pins, write_pins  # noqa: E402
+from unclip_lib.checkpoints import (PINS_FILE, SHIPPED, data_dir, file_sha256, read_pins,  # noqa: E402
+                                    readable_twin, write_pins, write_readable_twin)
 
 
 def check(folder: Path) -> list[str]:
@@ -32,7 +36,14 @@ def check(folder: Path) -> list[str]:
             wrong.append(f"{name}: not pinned")
         elif file_sha256(path) != pins[name]:
             wrong.append(f"{name}: differs from its pin")
+        elif not _twin_matches(path):
+            wrong.append(f"{stem}.json: does not match {name}'s metadata")
     return wrong
+
+
+def _twin_matches(path: Path) -> bool:
+    side = path.with_suffix(".json")
+    return side.exists() and json.loads(side.read_text()) == readable_twin(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for name, digest in sorted(write_pins(folder).items()):
         print(f"{digest}  {name}")
+        if not _twin_matches(folder / name):
+            print(f"rewrote {write_readable_twin(folder / name).name} from {name}'s metadata")
     print(f"wrote {folder / PINS_FILE}; commit it with the weights")
     return 0
 

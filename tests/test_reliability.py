@@ -8,6 +8,7 @@ test_cli.py)."""
 import hashlib
 import importlib.util
 import itertools
+import json
 import os
 import pickle
 import random
@@ -659,13 +660,20 @@ def test_the_pin_script_checks_and_rewrites_the_pins(tmp_path):
     spec = importlib.util.spec_from_file_location("pin_weights", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    assert script.main(["--check"]) == 0                                 # the repository's pins hold
-    for _, stem in SHIPPED.values():
-        (tmp_path / f"{stem}.safetensors").write_bytes(stem.encode())     # stand-ins, hashed only
+    assert script.main(["--check"]) == 0                     # the repository's pins and .json twins hold
+    for kind, stem in SHIPPED.values():                                   # tiny stand-in checkpoints
+        save_checkpoint(tmp_path / f"{stem}.safetensors", {"w": torch.zeros(1)}, kind, {"stem": stem})
     assert script.main(["--check", "--data", str(tmp_path)]) == 1         # nothing pinned there yet
     assert script.main(["--data", str(tmp_path)]) == 0
     assert script.main(["--check", "--data", str(tmp_path)]) == 0
-    assert read_pins(tmp_path)["clip_shapes.safetensors"] == hashlib.sha256(b"clip_shapes").hexdigest()
+    clip_file = tmp_path / "clip_shapes.safetensors"
+    assert read_pins(tmp_path)[clip_file.name] == hashlib.sha256(clip_file.read_bytes()).hexdigest()
+    # a checkpoint copied into place beside an older run's .json: the check names it, pinning rewrites it
+    twin = clip_file.with_suffix(".json")
+    twin.write_text(json.dumps({"kind": "clip", "config": {"stem": "an older run"}, "extra": {}}))
+    assert script.main(["--check", "--data", str(tmp_path)]) == 1
+    assert script.main(["--data", str(tmp_path)]) == 0
+    assert json.loads(twin.read_text())["config"] == {"stem": "clip_shapes"}
 
 
 def test_a_changed_shipped_file_is_refused_naming_how_to_restore_it(tmp_path, monkeypatch):

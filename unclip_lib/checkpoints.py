@@ -180,11 +180,24 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], kind: st
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     if write_json:
-        side = path.with_suffix(".json")
-        tmp_json = side.with_name(side.name + ".tmp")
-        tmp_json.write_text(json.dumps({"kind": kind, "config": config, "extra": extra or {}}, indent=2))
-        os.replace(tmp_json, side)
+        write_readable_twin(path, {"kind": kind, "config": config, "extra": extra or {}})
     return path
+
+
+def readable_twin(path: str | Path) -> dict:
+    """What the `.json` beside a checkpoint must hold: its kind, config and extra metadata."""
+    meta = read_metadata(path)
+    return {"kind": meta["kind"], "config": meta["config"], "extra": meta["extra"]}
+
+
+def write_readable_twin(path: str | Path, twin: dict | None = None) -> Path:
+    """(Re)write the `.json` beside a checkpoint, for people to read (default: from the file's
+    own metadata, so that a checkpoint copied into place never keeps a stale twin)."""
+    side = Path(path).with_suffix(".json")
+    tmp = side.with_name(side.name + ".tmp")
+    tmp.write_text(json.dumps(twin if twin is not None else readable_twin(path), indent=2))
+    os.replace(tmp, side)
+    return side
 
 
 def _checkpoint_path(path) -> Path:
