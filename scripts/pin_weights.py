@@ -43,7 +43,10 @@ def check(folder: Path) -> list[str]:
 
 def _twin_matches(path: Path) -> bool:
     side = path.with_suffix(".json")
-    return side.exists() and json.loads(side.read_text()) == readable_twin(path)
+    try:
+        return json.loads(side.read_text()) == readable_twin(path)
+    except (OSError, ValueError):        # missing or not JSON: rewritten like a stale one
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
