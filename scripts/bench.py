@@ -82,8 +82,9 @@ def training_rows(named_modules) -> list[str]:
     return out
 
 
-def upsampler_rows(pipe, seed: int, m: int, world: str = "shapes") -> list[str]:
-    """PSNR of each upsampler stage against bicubic on m fresh renders of a world."""
+def upsampler_rows(pipe, seed: int, m: int, world: str = "shapes", resolutions: tuple = (32, 64, 128)) -> list[str]:
+    """PSNR of each upsampler stage against bicubic on m fresh renders of a world (only the
+    stages whose input and output sizes are among the world's `resolutions`)."""
     from unclip_lib.train import upsampler_validation
 
     d = pipe.defaults
@@ -91,6 +92,9 @@ def upsampler_rows(pipe, seed: int, m: int, world: str = "shapes") -> list[str]:
            "32 -> 64; clean, and after the BSR mix, for 64 -> 128):", "",
             "| stage | input | steps | PSNR | bicubic PSNR |", "|---|---|---|---|---|"]
     for up, steps, (lo, hi, deg) in zip(pipe.upsamplers, d.upsampler_steps, ((32, 64, "blur"), (64, 128, "bsr"))):
+        if lo not in resolutions or hi not in resolutions:
+            out.append(f"| {lo} -> {hi} | not measured: no true {hi} px renders here | {steps} | - | - |")
+            continue
         r = upsampler_validation(up, lo, hi, deg, n=m, steps=steps, seed=seed + 9, world=world)
         inputs = (("", "blurred" if deg == "blur" else "clean"),) + ((("_bsr", "BSR-degraded"),) if deg == "bsr" else ())
         for suffix, name in inputs:
@@ -742,7 +746,7 @@ def emoji_stack_section(seed: int, n: int) -> list[str]:
             + ", ".join(f"period {p}: {v:.2f}x" for p, v in
                         texture_ratio(rec, resize(true.images, r), imprint_periods(r, (r,))).items()) + ".",
             "", "Upsamplers on true emoji (each stage from its input size):", ""]
-    out += upsampler_rows(pipe, seed, min(n, 64), world="emoji")
+    out += upsampler_rows(pipe, seed, min(n, 64), world="emoji", resolutions=tuple(world.available_resolutions()))
 
     # manipulations (no prior needed)
     k = min(n, 100)
