@@ -52,6 +52,7 @@ SHIPPED = {
     "decoder/emoji": ("decoder", "decoder_emoji"),
     "upsampler/up64": ("upsampler", "upsampler_up64"),
     "upsampler/up128": ("upsampler", "upsampler_up128"),
+    "upsampler/emoji_up64": ("upsampler", "upsampler_emoji_up64"),   # up64 fine-tuned on emoji
     "prior/diffusion": ("prior", "prior_diffusion"),
     "prior/autoregressive": ("prior", "prior_autoregressive"),
     "prior/emoji_diffusion": ("prior", "prior_emoji_diffusion"),

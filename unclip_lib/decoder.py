@@ -585,7 +585,7 @@ def load_decoder(name: str = "shapes") -> DiffusionDecoder:
 
 
 def load_upsampler(name: str) -> DiffusionUpsampler:
-    """A shipped upsampler stage ("up64", "up128") or an upsampler checkpoint path."""
+    """A shipped upsampler stage ("up64", "up128", "emoji_up64") or an upsampler checkpoint path."""
     from .checkpoints import load_checkpoint, load_state_into, shipped_path, weights_name
 
     name = weights_name(name, "upsampler")
