@@ -744,9 +744,8 @@ def emoji_stack_section(seed: int, n: int) -> list[str]:
             "Grid texture (the share of spectral power on the 2 px block lattice, as a multiple of the true "
             "renders' share; 1.00x: as much as real emoji have): "
             + ", ".join(f"period {p}: {v:.2f}x" for p, v in
-                        texture_ratio(rec, resize(true.images, r), imprint_periods(r, (r,))).items()) + ".",
-            "", "Upsamplers on true emoji (each stage from its input size):", ""]
-    out += upsampler_rows(pipe, seed, min(n, 64), world="emoji", resolutions=tuple(world.available_resolutions()))
+                        texture_ratio(rec, resize(true.images, r), imprint_periods(r, (r,))).items()) + "."]
+    out += upsampler_rows(pipe, seed, min(n, 64), world="emoji", resolutions=tuple(world.data.available_resolutions()))
 
     # manipulations (no prior needed)
     k = min(n, 100)
