@@ -88,7 +88,7 @@ def upsampler_rows(pipe, seed: int, m: int, world: str = "shapes", resolutions: 
     from unclip_lib.train import upsampler_validation
 
     d = pipe.defaults
-    out = ["", f"Upsamplers on {m} held-out renders (input: the true low-res render, blurred as in training for "
+    out = ["", f"Upsamplers on {m} fresh renders (input: the true low-res render, blurred as in training for "
            "32 -> 64; clean, and after the BSR mix, for 64 -> 128):", "",
             "| stage | input | steps | PSNR | bicubic PSNR |", "|---|---|---|---|---|"]
     for up, steps, (lo, hi, deg) in zip(pipe.upsamplers, d.upsampler_steps, ((32, 64, "blur"), (64, 128, "bsr"))):
