@@ -696,29 +696,38 @@ def emoji_section(seed: int, n: int) -> list[str]:
     return out
 
 
-def emoji_stack_section(seed: int, n: int) -> list[str]:
-    """The emoji unCLIP stack, measured with the emoji evaluator on fresh emoji: the decoder's
-    reconstructions and inversion, then (where the priors are shipped) text to image, the
-    importance of the prior, style diversity, variations, interpolations, text diffs, PCA
-    reconstructions and what the decoder draws from the attacked apples."""
-    from unclip_lib import emoji_experiments as ex
+def emoji_stack(seed: int):
+    """The shipped emoji unCLIP stack and its ruler: (world, evaluator, pipeline, shipped prior
+    names), or None with the reason when the decoder is not shipped."""
     from unclip_lib.emoji import EmojiWorld
-    from unclip_lib.emoji_pairs import KINDS, minimal_pairs
-    from unclip_lib.evaluate import imprint_periods, psnr, texture_ratio
     from unclip_lib.pipeline import load_unclip
     from unclip_lib.worlds import world_weights
 
     weights = world_weights("emoji")
     have = lambda kind, name: name in shipped_names(kind)  # noqa: E731
     if not have("decoder", weights.decoder):
-        return ["The emoji decoder is not shipped yet (`unclip-lab train decoder --world emoji`)."]
+        return None
     priors = tuple(p for p, name in weights.priors.items() if have("prior", name))
-    world, ev = EmojiWorld(seed=seed), load_evaluator("emoji")
-    pipe = load_unclip("emoji", priors=priors)
+    return EmojiWorld(seed=seed), load_evaluator("emoji"), load_unclip("emoji", priors=priors), priors
+
+
+NO_EMOJI_DECODER = ["The emoji decoder is not shipped yet (`unclip-lab train decoder --world emoji`)."]
+
+
+def emoji_decoder_section(seed: int, n: int) -> list[str]:
+    """The emoji decoder alone, read by the emoji evaluator on fresh emoji: reconstructions from
+    z_i (training and held-out pairs), their distance to true emoji, the inversion's round trip,
+    grid texture, and the upsamplers."""
+    from unclip_lib import emoji_experiments as ex
+    from unclip_lib.evaluate import imprint_periods, psnr, texture_ratio
+
+    stack = emoji_stack(seed)
+    if stack is None:
+        return NO_EMOJI_DECODER
+    world, ev, pipe, _ = stack
     r = pipe.base_resolution
     out = []
-
-    # the decoder alone: reconstructions from z_i (fresh noise) and the inversion's round trip
+    # reconstructions from z_i (fresh noise) and the inversion's round trip
     true = world.sample(n, split="train", seed=seed + 1)
     other = world.sample(n, split="train", seed=seed + 2, resolution=r)
     z = pipe.clip.encode_image(true.images)
@@ -746,12 +755,24 @@ def emoji_stack_section(seed: int, n: int) -> list[str]:
             + ", ".join(f"period {p}: {v:.2f}x" for p, v in
                         texture_ratio(rec, resize(true.images, r), imprint_periods(r, (r,))).items()) + "."]
     out += upsampler_rows(pipe, seed, min(n, 64), world="emoji", resolutions=tuple(world.data.available_resolutions()))
+    return out
 
-    # manipulations (no prior needed)
-    k = min(n, 100)
+
+def emoji_manipulations_section(seed: int, k: int) -> list[str]:
+    """The paper's manipulations on emoji (no prior needed), k sources or pairs per row: variations
+    across eta, interpolations, text diffs per kind, PCA reconstructions, and what the decoder
+    draws from the typographically attacked apples."""
+    from unclip_lib import emoji_experiments as ex
+    from unclip_lib.emoji_pairs import KINDS, minimal_pairs
+
+    stack = emoji_stack(seed)
+    if stack is None:
+        return NO_EMOJI_DECODER
+    world, ev, pipe, _ = stack
+    out = []
     var = ex.variation_scores(pipe, ev, world.sample(k, split="train", seed=seed + 4), n=4,
                               etas=(0.0, 0.25, 0.5, 0.75, 1.0), seed=seed)
-    out += ["", f"Variations of {k} fresh emoji, 4 each (evaluator; diversity: mean RMS pixel distance between the "
+    out += [f"Variations of {k} fresh emoji, 4 each (evaluator; diversity: mean RMS pixel distance between the "
             "variations of one source):", "", "| eta | concept top-5 kept | top-1 kept | style kept | both | diversity |",
             "|---|---|---|---|---|---|"]
     out += [f"| {eta} | {v['concept_top5']:.1%} | {v['concept_top1']:.1%} | {v['style']:.1%} | "
@@ -781,15 +802,29 @@ def emoji_stack_section(seed: int, n: int) -> list[str]:
             "", "| z_i of | apple (top 5) | apple (top 1) | the word's emoji | the word written |", "|---|---|---|---|---|"]
     out += [f"| {name} | {dec['own_top5' + s]:.1%} | {dec['own_top1' + s]:.1%} | {dec['word_concept' + s]:.1%} | "
             f"{dec['word_written' + s]:.1%} |" for name, s in (("clean apples", "_clean"), ("attacked apples", ""))]
+    return out
 
+
+def emoji_priors_section(seed: int, k: int) -> list[str]:
+    """Text to image on emoji, k captions per row: concept and style with each prior against z_t
+    and the caption alone (the importance of the prior), style diversity against guidance, and
+    the distance to true emoji."""
+    from unclip_lib import emoji_experiments as ex
+
+    stack = emoji_stack(seed)
+    if stack is None:
+        return NO_EMOJI_DECODER
+    world, ev, pipe, priors = stack
+    r = pipe.base_resolution
     if not priors:
-        return out + ["", "The emoji priors are not shipped yet (`unclip-lab train prior --world emoji`)."]
+        return ["The emoji priors are not shipped yet (`unclip-lab train prior --world emoji`)."]
+    out = []
     caps = {"training concepts": ex.concept_captions(world, k, seed=seed + 9),
             "training pairs, style named": ex.concept_captions(world, k, seed=seed + 10, style_named=True),
             "held-out pairs, style named": ex.concept_captions(world, min(k, len(world.pairs("held_out"))),
                                                                seed=seed + 11, split="held_out", style_named=True)}
     signals = priors + ("z_t", "caption")
-    out += ["", f"Text to image ({k} captions per row, {r} px, the evaluator; the paper's Figure 8 ordering is "
+    out += [f"Text to image ({k} captions per row, {r} px, the evaluator; the paper's Figure 8 ordering is "
             "diffusion >= autoregressive > z_t > caption only):", "",
             "| captions | conditioning | concept top-1 | concept top-5 | style |", "|---|---|---|---|---|"]
     for name, (c, t) in caps.items():
@@ -807,9 +842,10 @@ def emoji_stack_section(seed: int, n: int) -> list[str]:
             out.append(f"| {sig} | {g or pipe.defaults.decoder_guidance} | {e['style_entropy_bits']:.2f} bits | "
                        f"{e['concept_top5']:.1%} | {e['diversity']:.3f} |")
     fake = pipe.generate(world.sample(k, seed=seed + 13).captions, seed=seed, upsample=False)
+    true_pair = [world.sample(k, split="train", seed=seed + i, resolution=r).images for i in (1, 2)]
     out += ["", f"Fréchet distance of {k} text-to-image samples (diffusion prior, canonical captions of fresh emoji) "
             f"to {k} true emoji: {ex.frechet_to_true(ev, fake, world.sample(k, seed=seed + 14, resolution=r).images):.0f}"
-            f" (true against true at this size: {ex.frechet_to_true(ev, resize(true.images[:k], r), other.images[:k]):.0f})."]
+            f" (true against true at this size: {ex.frechet_to_true(ev, *true_pair):.0f})."]
     return out
 
 
@@ -895,7 +931,7 @@ def limitations_section(seed: int, n: int) -> list[str]:
 
 
 SECTIONS = ("world", "decoder", "priors", "manipulations", "probes", "evaluation", "limitations", "sampling",
-            "edits", "speed", "emoji", "emoji_stack")
+            "edits", "speed", "emoji", "emoji_decoder", "emoji_manipulations", "emoji_priors")
 
 
 def main() -> None:
@@ -920,8 +956,13 @@ def main() -> None:
     p.add_argument("--baseline-data", type=Path, default=None,
                    help="with --sampling or --speed: also measure the weights in this folder (an older data/)")
     p.add_argument("--emoji", action="store_true", help="also measure the emoji world's CLIP and evaluator")
-    p.add_argument("--emoji-stack", action="store_true",
-                   help="also measure the emoji unCLIP stack (decoder, manipulations, priors; about an hour)")
+    p.add_argument("--emoji-decoder", action="store_true",
+                   help="also measure the emoji decoder: reconstructions, inversion, upsamplers (about 25 min)")
+    p.add_argument("--emoji-manipulations", action="store_true",
+                   help="also measure variations, interpolations, text diffs, PCA on emoji (about 2 h at -n 100)")
+    p.add_argument("--emoji-priors", action="store_true",
+                   help="also measure text to image on emoji with both priors, style diversity (about 1 h at -n 100)")
+    p.add_argument("--emoji-stack", action="store_true", help="the three emoji sections above")
     p.add_argument("--all", action="store_true", help="every section (about 3 hours on 2 cores)")
     p.add_argument("--no-world", action="store_true", help="skip the world / CLIP / evaluator section")
     p.add_argument("--write", type=Path, default=None,
@@ -929,6 +970,8 @@ def main() -> None:
     args = p.parse_args()
     chosen = {name: args.all or getattr(args, name, False) for name in SECTIONS}
     chosen["world"] = not args.no_world
+    for name in ("emoji_decoder", "emoji_manipulations", "emoji_priors"):
+        chosen[name] = chosen[name] or args.emoji_stack
     started = time.time()
     blocks: dict[str, list[str]] = {}
     runners = {"world": lambda: world_section(args.seed, args.n),
@@ -942,7 +985,9 @@ def main() -> None:
                "edits": lambda: edits_section(args.seed, min(args.n, 256)),
                "sampling": lambda: sampling_section(args.seed, min(args.n, 500), args.baseline_data),
                "emoji": lambda: emoji_section(args.seed, min(args.n, 1000)),
-               "emoji_stack": lambda: emoji_stack_section(args.seed, min(args.n, 300))}
+               "emoji_decoder": lambda: emoji_decoder_section(args.seed, min(args.n, 300)),
+               "emoji_manipulations": lambda: emoji_manipulations_section(args.seed, min(args.n, 100)),
+               "emoji_priors": lambda: emoji_priors_section(args.seed, min(args.n, 100))}
     for name in SECTIONS:
         if not chosen[name]:
             continue
