@@ -730,6 +730,7 @@ def emoji_decoder_section(seed: int, n: int) -> list[str]:
     # reconstructions from z_i (fresh noise) and the inversion's round trip
     true = world.sample(n, split="train", seed=seed + 1)
     other = world.sample(n, split="train", seed=seed + 2, resolution=r)
+    renders = world.sample(n, split="train", seed=seed + 1, resolution=r).images   # the same emoji, drawn at r px
     z = pipe.clip.encode_image(true.images)
     rec = torch.cat([pipe.decode(z[i:i + 100], seed=seed + i, upsample=False) for i in range(0, n, 100)])
     held = world.sample(n, split="held_out", seed=seed + 3)
@@ -750,8 +751,11 @@ def emoji_decoder_section(seed: int, n: int) -> list[str]:
             f"true emoji {ex.frechet_to_true(ev, rec, other.images):.0f}; true against true "
             f"{ex.frechet_to_true(ev, resize(true.images, r), other.images):.0f}. Inversion round trip (DDIM "
             f"inversion, then eta = 0 decoding) on {m} emoji: PSNR {psnr(back, resize(true.images[:m], r)):.1f} dB. "
-            "Grid texture (the share of spectral power on the 2 px block lattice, as a multiple of the true "
-            "renders' share; 1.00x: as much as real emoji have): "
+            "Grid texture (the share of spectral power on the 2 px block lattice, as a multiple of the share in "
+            f"the world's own {r} px renders of the same emoji, what the decoder learns from; 1.00x: as much as "
+            "real emoji have): "
+            + ", ".join(f"period {p}: {v:.2f}x" for p, v in texture_ratio(rec, renders, imprint_periods(r, (r,))).items())
+            + f"; against the same emoji at {r} px by antialiased resizing, which removes half the power there, "
             + ", ".join(f"period {p}: {v:.2f}x" for p, v in
                         texture_ratio(rec, resize(true.images, r), imprint_periods(r, (r,))).items()) + "."]
     out += upsampler_rows(pipe, seed, min(n, 64), world="emoji", resolutions=tuple(world.data.available_resolutions()))
