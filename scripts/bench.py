@@ -961,11 +961,11 @@ def main() -> None:
                    help="with --sampling or --speed: also measure the weights in this folder (an older data/)")
     p.add_argument("--emoji", action="store_true", help="also measure the emoji world's CLIP and evaluator")
     p.add_argument("--emoji-decoder", action="store_true",
-                   help="also measure the emoji decoder: reconstructions, inversion, upsamplers (about 25 min)")
+                   help="also measure the emoji decoder: reconstructions, inversion, upsamplers (about 7 min)")
     p.add_argument("--emoji-manipulations", action="store_true",
                    help="also measure variations, interpolations, text diffs, PCA on emoji (about 2 h at -n 100)")
     p.add_argument("--emoji-priors", action="store_true",
-                   help="also measure text to image on emoji with both priors, style diversity (about 1 h at -n 100)")
+                   help="also measure text to image on emoji with both priors, style diversity (about 15 min at -n 100)")
     p.add_argument("--emoji-stack", action="store_true", help="the three emoji sections above")
     p.add_argument("--all", action="store_true", help="every section (about 3 hours on 2 cores)")
     p.add_argument("--no-world", action="store_true", help="skip the world / CLIP / evaluator section")
