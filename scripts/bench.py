@@ -698,7 +698,7 @@ def emoji_section(seed: int, n: int) -> list[str]:
 
 def emoji_stack(seed: int):
     """The shipped emoji unCLIP stack and its ruler: (world, evaluator, pipeline, shipped prior
-    names), or None with the reason when the decoder is not shipped."""
+    names), or None when the emoji decoder is not shipped (callers say so: NO_EMOJI_DECODER)."""
     from unclip_lib.emoji import EmojiWorld
     from unclip_lib.pipeline import load_unclip
     from unclip_lib.worlds import world_weights
