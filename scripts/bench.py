@@ -145,7 +145,7 @@ def decoder_section(seed: int, n: int) -> list[str]:
     out += upsampler_rows(pipe, seed, m)
     full = pipe.decode(z_i[:100], seed=seed)
     facc = attribute_accuracy(ev.predict(full, objects=1), truth[:100])
-    out.append(f"\nFull-resolution (128 px) decodings of 100 images, attributes kept from the source: "
+    out.append("\nFull-resolution (128 px) decodings of 100 images, attributes kept from the source: "
                + ", ".join(f"{k} {facc[k]:.1%}" for k in KEYS) + ".")
 
     z16 = z_i[:16]
