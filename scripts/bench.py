@@ -292,7 +292,7 @@ def probe_section(seed: int, n: int) -> list[str]:
     pca = fit_embedding_pca(pipe.clip, n=4000, seed=seed)
     ks = (1, 2, 4, 8, 16, 32, 64, pca.dim)
     cum = pca.explained.cumsum(0)
-    out = ["", f"PCA of the tiny CLIP's z_i (4000 world scenes): cumulative explained variance "
+    out = ["", "PCA of the tiny CLIP's z_i (4000 world scenes): cumulative explained variance "
            + ", ".join(f"k={k}: {float(cum[k - 1]):.1%}" for k in ks[:-1]) + ".", "",
            f"PCA probe: z_i of {n} fresh one-object images rebuilt from its first k components (renormalised), "
            "decoded with one fixed x_T per image (default steps and guidance); share of decodings showing the "
