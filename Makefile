@@ -54,6 +54,6 @@ clean:
 bench: install
 	$(PY) scripts/bench.py --speed --write BENCHMARKS.md
 
-# ... or every section (about 3 hours on 2 cores)
+# ... or every section (about 5 hours on 2 cores, 2 of them the emoji stack)
 bench-all: install
 	$(PY) scripts/bench.py --all -n 500 --write BENCHMARKS.md

@@ -3,7 +3,7 @@
     python scripts/bench.py --seed 2024            # any seed: the figures must hold
     python scripts/bench.py --seed 7 > /tmp/b.md
     python scripts/bench.py --speed --write BENCHMARKS.md      # what `make bench` runs
-    python scripts/bench.py --all --write BENCHMARKS.md        # every section (about 3 hours)
+    python scripts/bench.py --all --write BENCHMARKS.md        # every section (about 5 hours)
 
 --write FILE replaces, in FILE, the block of each section measured between its markers
 <!-- bench:NAME --> and <!-- /bench:NAME --> (appending the block if FILE has none), and
@@ -741,6 +741,11 @@ def emoji_decoder_section(seed: int, n: int) -> list[str]:
     m = min(n, 100)
     lat = pipe.encode(true.images[:m])
     back = pipe.decode(lat.z_i, x_T=lat.x_T, upsample=False)
+    periods = imprint_periods(r, (r,))
+
+    def texture(reference):
+        return ", ".join(f"period {p}: {v:.2f}x" for p, v in texture_ratio(rec, reference, periods).items())
+
     out += [f"Emoji decoder: {n} fresh emoji per row decoded from their z_i with fresh noise ({r} px), read by the "
             "evaluator (a skin tone on half of those that have one):", "",
             "| sources | concept top-5 | concept top-1 | style | skin tone |", "|---|---|---|---|---|"]
@@ -754,10 +759,8 @@ def emoji_decoder_section(seed: int, n: int) -> list[str]:
             "Grid texture (the share of spectral power on the 2 px block lattice, as a multiple of the share in "
             f"the world's own {r} px renders of the same emoji, what the decoder learns from; 1.00x: as much as "
             "real emoji have): "
-            + ", ".join(f"period {p}: {v:.2f}x" for p, v in texture_ratio(rec, renders, imprint_periods(r, (r,))).items())
-            + f"; against the same emoji at {r} px by antialiased resizing, which removes half the power there, "
-            + ", ".join(f"period {p}: {v:.2f}x" for p, v in
-                        texture_ratio(rec, resize(true.images, r), imprint_periods(r, (r,))).items()) + "."]
+            + texture(renders) + f"; against the same emoji at {r} px by antialiased resizing, which removes half "
+            "the power there, " + texture(resize(true.images, r)) + "."]
     out += upsampler_rows(pipe, seed, min(n, 64), world="emoji", resolutions=tuple(world.data.available_resolutions()))
     return out
 
@@ -967,7 +970,7 @@ def main() -> None:
     p.add_argument("--emoji-priors", action="store_true",
                    help="also measure text to image on emoji with both priors, style diversity (about 15 min at -n 100)")
     p.add_argument("--emoji-stack", action="store_true", help="the three emoji sections above")
-    p.add_argument("--all", action="store_true", help="every section (about 3 hours on 2 cores)")
+    p.add_argument("--all", action="store_true", help="every section (about 5 hours on 2 cores: 3 for shapes, 2 for the emoji stack)")
     p.add_argument("--no-world", action="store_true", help="skip the world / CLIP / evaluator section")
     p.add_argument("--write", type=Path, default=None,
                    help="replace the measured sections' blocks in this Markdown file (e.g. BENCHMARKS.md)")
